@@ -1,0 +1,96 @@
+"""Leases: one thread per process beats every task the process runs, in one statement.
+
+A task whose beat finds it no longer owned (a reaper gave it away) is flagged `lost`; the job
+sees that at its next check and stops, leaving nothing behind.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from booklogr_tasks import tasks
+from booklogr_tasks.db import pooled
+from booklogr_tasks.observability import logger
+
+
+class TaskLost(RuntimeError):
+    """This worker no longer owns the task (lease expired, or the process is shutting down)."""
+
+
+@dataclass
+class Lease:
+    task_id: int
+    lost: threading.Event = field(default_factory=threading.Event)
+    # Set with `lost` when this process asks the job to stop so it can exit: the runner then
+    # gives the task back instead of leaving it to the reaper.
+    shutting_down: bool = False
+    progress: dict[str, Any] | None = None
+
+    def report_progress(self, done: int, total: int | None = None) -> None:
+        """Cheap: kept in memory and written with the next heartbeat. A missing total keeps
+        the one reported before."""
+        if total is None and self.progress is not None:
+            total = self.progress.get("total")
+        self.progress = {"done": done, "total": total}
+
+    def stop_for_shutdown(self) -> None:
+        self.shutting_down = True
+        self.lost.set()
+
+    def check(self) -> None:
+        if self.lost.is_set():
+            raise TaskLost(f"task {self.task_id} was taken away from this worker")
+
+
+class HeartbeatMonitor:
+    def __init__(self, database_url: str, worker: str, interval: float) -> None:
+        self.database_url = database_url
+        self.worker = worker
+        self.interval = interval
+        self._leases: dict[int, Lease] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def hold(self, task_id: int) -> Lease:
+        lease = Lease(task_id)
+        with self._lock:
+            self._leases[task_id] = lease
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+                self._thread.start()
+        return lease
+
+    def running(self) -> list[Lease]:
+        with self._lock:
+            return list(self._leases.values())
+
+    def drop(self, task_id: int) -> None:
+        with self._lock:
+            self._leases.pop(task_id, None)
+
+    def beat(self) -> None:
+        with self._lock:
+            leases = dict(self._leases)
+        if not leases:
+            return
+        with pooled(self.database_url) as conn:
+            owned = tasks.heartbeat(
+                conn, self.worker, {tid: lease.progress for tid, lease in leases.items()}
+            )
+        for tid, lease in leases.items():
+            if tid not in owned and not lease.lost.is_set():
+                logger.warning("lease lost", extra={"task_id": tid, "worker": self.worker})
+                lease.lost.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.beat()
+            except Exception as exc:  # the database may be away; the next beat tries again
+                logger.warning("heartbeat failed", extra={"error": str(exc)})

@@ -1,0 +1,87 @@
+"""How a listener gets a task run: in this process (a bounded thread pool) or by AWS Lambda.
+
+In-process, the listener claims tasks itself (in batches when work is waiting) and hands the
+claimed tasks to the pool. With Lambda, the function claims: the listener only invokes it, so a
+failed invocation leaves the task fresh for the next sweep.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
+
+from booklogr_tasks.models import Task
+from booklogr_tasks.observability import logger
+from booklogr_tasks.runner import Runner
+
+
+class Invoker(Protocol):
+    # True: the listener claims and calls start(); False: it calls invoke() for fresh tasks.
+    claims_locally: bool
+
+    def free_slots(self) -> int: ...
+
+    def start(self, task: Task) -> None: ...
+
+    def invoke(self, task_id: int, task_type: str) -> bool: ...
+
+    def shutdown(self, grace_seconds: float) -> None: ...
+
+
+class InProcessInvoker:
+    claims_locally = True
+
+    def __init__(self, runner: Runner, concurrency: int) -> None:
+        self.runner = runner
+        self.concurrency = concurrency
+        # The listener sets this to its wake(): a finished job may make room for a waiting one.
+        self.on_done: Callable[[], None] = lambda: None
+        self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix="job")
+        self._in_flight = 0
+        self._lock = threading.Condition()
+
+    def free_slots(self) -> int:
+        with self._lock:
+            return self.concurrency - self._in_flight
+
+    def start(self, task: Task) -> None:
+        with self._lock:
+            self._in_flight += 1
+        self._executor.submit(self._run, task)
+
+    def invoke(self, task_id: int, task_type: str) -> bool:
+        raise NotImplementedError("the in-process invoker runs tasks the listener claimed")
+
+    def _run(self, task: Task) -> None:
+        try:
+            self.runner.execute(task)
+        except Exception:  # execute records failures itself; this is the last line of defence
+            logger.exception("job thread crashed", extra={"task_id": task.id})
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                self._lock.notify_all()
+            self.on_done()
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return self._in_flight
+
+    def shutdown(self, grace_seconds: float) -> None:
+        """Let running jobs finish within the grace period, then give the rest back."""
+        deadline = time.monotonic() + grace_seconds
+        with self._lock:
+            while self._in_flight and time.monotonic() < deadline:
+                self._lock.wait(timeout=max(0.0, deadline - time.monotonic()))
+            unfinished = self._in_flight
+        if unfinished:
+            logger.info(
+                "grace period over; releasing unfinished tasks", extra={"running": unfinished}
+            )
+            for lease in self.runner.monitor.running():
+                lease.stop_for_shutdown()
+        self._executor.shutdown(wait=True)
+        self.runner.monitor.stop()

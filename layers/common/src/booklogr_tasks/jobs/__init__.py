@@ -1,0 +1,43 @@
+"""The job registry: task type → JobSpec. The API's list of types, the listener's default
+`--types` and the OpenAPI document all come from here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from booklogr_tasks.jobs.base import JobContext, JobError, JobSpec, Outcome
+
+REGISTRY: dict[str, JobSpec[Any]] = {}
+
+
+def register(spec: JobSpec[Any]) -> JobSpec[Any]:
+    if spec.task_type in REGISTRY and REGISTRY[spec.task_type] is not spec:
+        raise ValueError(f"task type {spec.task_type!r} is registered twice")
+    REGISTRY[spec.task_type] = spec
+    return spec
+
+
+def known_types() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def get_spec(task_type: str) -> JobSpec[Any] | None:
+    return REGISTRY.get(task_type)
+
+
+def _load_builtin_jobs() -> None:
+    from booklogr_tasks.jobs import csv_export  # noqa: F401
+
+
+_load_builtin_jobs()
+
+__all__ = [
+    "REGISTRY",
+    "JobContext",
+    "JobError",
+    "JobSpec",
+    "Outcome",
+    "get_spec",
+    "known_types",
+    "register",
+]

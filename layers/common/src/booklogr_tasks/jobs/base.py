@@ -1,0 +1,66 @@
+"""What a job is: a payload model, a function, and (for exports) a format.
+
+A job returns an Outcome. Its `publish` step runs inside the transaction that marks the task a
+success (an export inserts its row there), and `discard` undoes side effects if that transaction
+does not commit. A job reports a problem the user can fix by raising JobError.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from booklogr_tasks.db import Conn
+from booklogr_tasks.heartbeat import Lease
+from booklogr_tasks.models import Task
+from booklogr_tasks.settings import Settings
+
+P = TypeVar("P", bound=BaseModel)
+
+
+class JobError(Exception):
+    """A failure with a message meant for the user (bad data, a broken file, ...)."""
+
+    def __init__(self, message: str, result: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.result = result
+
+
+@dataclass
+class JobContext:
+    task: Task
+    worker: str
+    settings: Settings
+    lease: Lease
+
+    def report_progress(self, done: int, total: int | None = None) -> None:
+        self.lease.report_progress(done, total)
+
+    def check_lost(self) -> None:
+        """Raise TaskLost if another worker owns the task now; jobs call it between chunks."""
+        self.lease.check()
+
+
+@dataclass
+class Outcome:
+    result: dict[str, Any] | None = None
+    publish: Callable[[Conn], None] | None = None
+    discard: Callable[[], None] | None = None
+
+
+@dataclass(frozen=True)
+class JobSpec(Generic[P]):
+    task_type: str
+    payload_model: type[P]
+    run: Callable[[JobContext, P], Outcome]
+    summary: str
+    export_format: str | None = None
+    # Extra JSON-schema facts for the API document (e.g. examples); optional.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def parse(self, data: str) -> P:
+        return self.payload_model.model_validate_json(data)

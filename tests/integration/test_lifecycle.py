@@ -1,0 +1,173 @@
+"""The lifecycle functions against a real PostgreSQL: each guard does what it promises."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import psycopg
+import pytest
+from booklogr_tasks import tasks
+from booklogr_tasks.db import connect
+
+from tests.helpers import insert_task, task_row
+
+TYPES = ["csv_export"]
+
+
+def test_create_inserts_fresh_task_and_notifies_on_commit_only(db_url: str, conn: Any) -> None:
+    with connect(db_url, autocommit=True) as listener:
+        listener.execute("LISTEN task_created")
+        with connect(db_url) as writer:
+            task = tasks.create_task(writer, "csv_export", '{"owner_id": 7}', 7)
+            assert list(listener.notifies(timeout=0.3)) == []  # not committed: nobody woken
+            writer.commit()
+        payloads = [n.payload for n in listener.notifies(timeout=2, stop_after=1)]
+    assert payloads == [str(task.id)]
+    row = task_row(conn, task.id)
+    assert (row["status"], row["worker"], row["attempts"], row["created_by"]) == (
+        "fresh",
+        None,
+        0,
+        7,
+    )
+    assert row["created_at"] is not None and row["updated_on"] is None
+
+
+def test_rolled_back_create_leaves_nothing(db_url: str, conn: Any) -> None:
+    with connect(db_url) as writer:
+        tasks.create_task(writer, "csv_export", '{"owner_id": 7}', 7)
+        writer.rollback()
+    assert conn.execute("SELECT count(*) AS n FROM tasks").fetchone()["n"] == 0
+
+
+def test_claim_sets_worker_and_attempts_and_only_once(conn: Any) -> None:
+    task_id = insert_task(conn, "csv_export", {"owner_id": 1}, 1)
+    claimed = tasks.claim_task(conn, task_id, "w1", TYPES)
+    assert claimed is not None and claimed.status == "started" and claimed.worker == "w1"
+    assert claimed.attempts == 1 and claimed.updated_on is not None
+    assert tasks.claim_task(conn, task_id, "w2", TYPES) is None
+    assert task_row(conn, task_id)["worker"] == "w1"
+
+
+def test_claim_ignores_other_types(conn: Any) -> None:
+    task_id = insert_task(conn, "goodreads_import", {"owner_id": 1}, 1)
+    assert tasks.claim_task(conn, task_id, "w1", TYPES) is None
+    assert tasks.claim_batch(conn, "w1", TYPES, 10) == []
+    assert task_row(conn, task_id)["status"] == "fresh"
+
+
+def test_concurrent_batch_claims_are_disjoint(db_url: str, conn: Any) -> None:
+    ids = {insert_task(conn, "csv_export", {"owner_id": 1}, 1) for _ in range(200)}
+    won: dict[str, list[int]] = {}
+    barrier = threading.Barrier(4)
+
+    def claimer(name: str) -> None:
+        got: list[int] = []
+        with connect(db_url, autocommit=True) as c:
+            barrier.wait()
+            while batch := tasks.claim_batch(c, name, TYPES, 7):
+                got += [t.id for t in batch]
+        won[name] = got
+
+    threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    every = [tid for got in won.values() for tid in got]
+    assert sorted(every) == sorted(ids)  # each task claimed exactly once
+    assert conn.execute("SELECT max(attempts) AS m FROM tasks").fetchone()["m"] == 1
+
+
+def test_finish_and_fail_by_a_worker_that_lost_the_task_change_nothing(conn: Any) -> None:
+    task_id = insert_task(conn, "csv_export", {"owner_id": 1}, 1)
+    assert tasks.claim_task(conn, task_id, "old", TYPES)
+    conn.execute("UPDATE tasks SET status = 'fresh', worker = NULL WHERE id = %s", (task_id,))
+    assert tasks.claim_task(conn, task_id, "new", TYPES)
+    before = task_row(conn, task_id)
+    assert tasks.finish_task(conn, task_id, "old", {"x": 1}) is False
+    assert tasks.fail_task(conn, task_id, "old", "boom") is False
+    assert tasks.heartbeat(conn, "old", {task_id: None}) == set()
+    assert task_row(conn, task_id) == before
+    assert tasks.finish_task(conn, task_id, "new", {"x": 1}) is True
+    assert tasks.get_task(conn, task_id).result == {"x": 1}
+    assert tasks.fail_task(conn, task_id, "new", "late") is False  # finished is final
+    assert task_row(conn, task_id)["status"] == "success"
+
+
+def test_retry_only_from_failure_clears_error_and_announces(db_url: str, conn: Any) -> None:
+    task_id = insert_task(conn, "csv_export", {"owner_id": 3}, 3)
+    with pytest.raises(tasks.TaskNotRetryable):
+        tasks.retry_task(conn, task_id, 3)
+    tasks.claim_task(conn, task_id, "w", TYPES)
+    with pytest.raises(tasks.TaskNotRetryable):
+        tasks.retry_task(conn, task_id, 3)
+    tasks.fail_task(conn, task_id, "w", "disk full", {"partial": True})
+    with pytest.raises(tasks.TaskNotFound):
+        tasks.retry_task(conn, task_id, 4)  # someone else's
+    with connect(db_url, autocommit=True) as listener:
+        listener.execute("LISTEN task_created")
+        retried = tasks.retry_task(conn, task_id, 3)
+        assert [n.payload for n in listener.notifies(timeout=2, stop_after=1)] == [str(task_id)]
+    assert (retried.status, retried.error, retried.worker, retried.attempts) == (
+        "fresh",
+        None,
+        None,
+        0,
+    )
+    assert tasks.get_task(conn, task_id).result is None
+
+
+def test_get_task_is_scoped_to_owner(conn: Any) -> None:
+    task_id = insert_task(conn, "csv_export", {"owner_id": 3}, 3)
+    assert tasks.get_task(conn, task_id, 3).id == task_id
+    with pytest.raises(tasks.TaskNotFound):
+        tasks.get_task(conn, task_id, 4)
+
+
+def test_list_tasks_newest_first_with_keyset_pages(conn: Any) -> None:
+    ids = [insert_task(conn, "csv_export", {"owner_id": 3}, 3) for _ in range(5)]
+    insert_task(conn, "csv_export", {"owner_id": 4}, 4)
+    first = tasks.list_tasks(conn, 3, limit=2)
+    second = tasks.list_tasks(conn, 3, limit=2, before=first[-1].id)
+    rest = tasks.list_tasks(conn, 3, limit=10, before=second[-1].id)
+    assert [t.id for t in first + second + rest] == sorted(ids, reverse=True)
+
+
+def test_reap_requeues_then_fails_after_max_attempts(conn: Any) -> None:
+    task_id = insert_task(conn, "csv_export", {"owner_id": 1}, 1)
+    for attempt in (1, 2):
+        assert tasks.claim_task(conn, task_id, f"w{attempt}", TYPES)
+        conn.execute(
+            "UPDATE tasks SET updated_on = now() - interval '1 hour' WHERE id = %s", (task_id,)
+        )
+        assert tasks.reap(conn, 60, 2).requeued == ([task_id] if attempt < 2 else [])
+    row = task_row(conn, task_id)
+    assert row["status"] == "failure" and row["attempts"] == 2
+    assert "worker lost 2 times" in row["error"] and "w2" in row["error"]
+
+
+def test_reap_leaves_tasks_with_a_fresh_heartbeat(conn: Any) -> None:
+    task_id = insert_task(conn, "csv_export", {"owner_id": 1}, 1)
+    tasks.claim_task(conn, task_id, "w", TYPES)
+    assert tasks.heartbeat(conn, "w", {task_id: {"done": 5, "total": 10}}) == {task_id}
+    assert tasks.reap(conn, 60, 3).requeued == []
+    assert tasks.get_task(conn, task_id).progress == {"done": 5, "total": 10}
+
+
+def test_release_gives_the_task_back_without_counting_the_attempt(conn: Any) -> None:
+    task_id = insert_task(conn, "csv_export", {"owner_id": 1}, 1)
+    tasks.claim_task(conn, task_id, "w", TYPES)
+    assert tasks.release_task(conn, task_id, "other") is False
+    assert tasks.release_task(conn, task_id, "w") is True
+    row = task_row(conn, task_id)
+    assert (row["status"], row["worker"], row["attempts"]) == ("fresh", None, 0)
+
+
+def test_status_check_constraint(conn: Any) -> None:
+    with pytest.raises(psycopg.errors.CheckViolation):
+        conn.execute(
+            "INSERT INTO tasks (type, data, created_by, status) "
+            "VALUES ('csv_export', '{}', 1, 'done')"
+        )
