@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -73,7 +74,7 @@ def cmd_listen(types: list[str] | None, concurrency: int, nickname: str | None) 
         stops += 1
         if stops > 1:
             # A second signal means "now": the lease gives running tasks to another worker.
-            raise SystemExit(128 + signum)
+            os._exit(128 + signum)
         listener.request_stop()
 
     signal.signal(signal.SIGTERM, on_signal)

@@ -24,6 +24,7 @@ from booklogr_tasks.db import Conn, connect, pooled
 from booklogr_tasks.invoker import Invoker
 from booklogr_tasks.migrate import check_schema
 from booklogr_tasks.observability import logger
+from booklogr_tasks.retention import discard_files_of, run_retention
 from booklogr_tasks.settings import Settings
 
 CHANNEL = "task_created"
@@ -77,6 +78,7 @@ class Listener:
         self._invoked_at: dict[int, float] = {}
         self.sweep_timer = Timer(settings.task_sweep_seconds)
         self.reap_timer = Timer(max(0.5, settings.task_lease_seconds / 4))
+        self.retention_timer = Timer(settings.retention_interval_seconds)
         self.backoff = Backoff()
         self._connected: bool | None = None
 
@@ -148,6 +150,9 @@ class Listener:
                     "reaped tasks of lost workers",
                     extra={"requeued": reaped.requeued, "failed": reaped.failed},
                 )
+            discard_files_of(self.settings, reaped.failed)
+        if self.retention_timer.fire(now):
+            run_retention(self.settings)
 
     def _dispatch(self) -> None:
         if not self._maybe_more:

@@ -180,3 +180,44 @@ def _known_table(table: str) -> str:
     if table not in EXPORT_TABLES.values():
         raise ValueError(f"not an export table: {table!r}")
     return table
+
+
+# A job whose database connection dropped gives its task back at once (instead of waiting for
+# the lease), counting the attempt, so a task that kills its connection every time still ends.
+REQUEUE_AFTER_ERROR: LiteralString = """
+UPDATE tasks
+   SET status = CASE WHEN attempts < %(max_attempts)s THEN 'fresh' ELSE 'failure' END,
+       error = CASE WHEN attempts < %(max_attempts)s THEN NULL ELSE %(error)s END,
+       worker = CASE WHEN attempts < %(max_attempts)s THEN NULL ELSE worker END,
+       updated_on = now()
+ WHERE id = %(id)s AND worker = %(worker)s AND status = 'started'
+RETURNING status"""
+
+# --- retention ----------------------------------------------------------------------------------
+
+# Only one listener at a time does retention; the others skip it (transaction-scoped lock).
+TRY_RETENTION_LOCK: LiteralString = "SELECT pg_try_advisory_xact_lock(%(lock)s) AS locked"
+
+DELETE_OLD_TASKS: LiteralString = """
+DELETE FROM tasks WHERE id IN (
+    SELECT id FROM tasks
+     WHERE status IN ('success', 'failure')
+       AND updated_on < now() - make_interval(secs => %(age)s)
+     LIMIT %(limit)s)
+RETURNING id"""
+
+# Keep each owner's newest few exports of a format; delete the older ones past the age limit.
+_EXPIRE_EXPORTS: LiteralString = """
+WITH ranked AS (
+    SELECT id, created_at,
+           row_number() OVER (PARTITION BY owner_id ORDER BY created_at DESC, id DESC) AS rank
+      FROM {table}
+)
+DELETE FROM {table} e USING ranked
+ WHERE e.id = ranked.id AND ranked.rank > %(keep)s
+   AND ranked.created_at < now() - make_interval(secs => %(age)s)
+RETURNING e.filename"""
+
+
+def expire_exports(table: str) -> str:
+    return _EXPIRE_EXPORTS.format(table=_known_table(table))

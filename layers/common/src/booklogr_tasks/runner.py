@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 
 import psycopg
+from psycopg_pool import PoolTimeout
 from pydantic import ValidationError
 
 from booklogr_tasks import tasks
@@ -91,6 +92,11 @@ class Runner:
                         raise TaskLost(f"task {task.id} was taken away from this worker")
                     if outcome.publish is not None:
                         outcome.publish(conn)
+            except psycopg.OperationalError:
+                # The connection broke, perhaps during COMMIT: the success may have been
+                # recorded. Keep the file; if the task was not finished, its next attempt
+                # deletes what this one left.
+                raise
             except BaseException:
                 if outcome.discard is not None:
                     outcome.discard()
@@ -100,10 +106,9 @@ class Runner:
         except JobError as exc:
             return self._fail(task, exc.message, started, exc.result)
         except psycopg.OperationalError as exc:
-            # The database went away mid-job: record the failure if it is back, else the lease
-            # expires and a reaper hands the task to another worker.
+            # Not the task's fault: give it back for another attempt.
             logger.warning("database error during task", extra=self._fields(task, error=str(exc)))
-            return self._fail(task, f"database connection lost: {exc}".strip(), started)
+            return self._requeue(task, f"database connection lost: {exc}".strip(), started)
         except Exception as exc:
             logger.exception("task crashed", extra=self._fields(task))
             return self._fail(task, f"internal error ({type(exc).__name__}): {exc}", started)
@@ -125,6 +130,19 @@ class Runner:
             return self._lost(task, False, started)
         self._log("failure", task, started, error=error)
         return "failure"
+
+    def _requeue(self, task: Task, error: str, started: float) -> str:
+        try:
+            with pooled(self.database_url) as conn:
+                status = tasks.requeue_after_error(
+                    conn, task.id, self.worker, self.settings.task_max_attempts, error
+                )
+        except (psycopg.OperationalError, PoolTimeout):
+            # Still unreachable: the lease expires and a reaper gives the task to another worker.
+            logger.warning("could not requeue; the lease will expire", extra=self._fields(task))
+            return "started"
+        self._log(status or "lost", task, started, error=error)
+        return status or "lost"
 
     def _lost(self, task: Task, shutting_down: bool, started: float) -> str:
         if shutting_down:

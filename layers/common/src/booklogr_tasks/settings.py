@@ -46,6 +46,8 @@ class Settings(BaseModel):
     task_retention_days: float = Field(30.0, gt=0)
     export_keep_per_format: int = Field(3, ge=0)
     export_max_age_days: float = Field(7.0, gt=0)
+    # How often a listener runs retention (it is cheap, and one listener at a time does it).
+    retention_interval_seconds: float = Field(600.0, gt=0)
     # How long SIGTERM waits for running jobs before releasing them back to `fresh`.
     shutdown_grace_seconds: float = Field(30.0, ge=0)
 

@@ -115,6 +115,17 @@ def release_task(conn: Conn, task_id: int, worker: str) -> bool:
     )
 
 
+def requeue_after_error(
+    conn: Conn, task_id: int, worker: str, max_attempts: int, error: str
+) -> str | None:
+    """Back to fresh while attempts remain, else failure; None if the worker lost the task."""
+    row = conn.execute(
+        queries.REQUEUE_AFTER_ERROR,
+        {"id": task_id, "worker": worker, "max_attempts": max_attempts, "error": error},
+    ).fetchone()
+    return None if row is None else str(row["status"])
+
+
 def sweep(conn: Conn, types: list[str], limit: int = 100) -> list[tuple[int, str]]:
     rows = conn.execute(queries.SWEEP_FRESH, {"types": types, "limit": limit}).fetchall()
     return [(int(row["id"]), str(row["type"])) for row in rows]
@@ -175,6 +186,41 @@ def get_export(conn: Conn, fmt: str, export_id: int, owner_id: int) -> ExportRec
 def list_exports(conn: Conn, owner_id: int, limit: int = 100) -> list[ExportRecord]:
     rows = conn.execute(queries.list_own_exports(), {"owner": owner_id, "limit": limit}).fetchall()
     return [ExportRecord.model_validate(row) for row in rows]
+
+
+# --- retention -------------------------------------------------------------------------------
+
+RETENTION_LOCK_ID = 0x626F6F6B726574  # "bookret"
+
+
+@dataclass(frozen=True)
+class Expired:
+    tasks: int
+    export_files: list[str]
+
+
+def expire(
+    conn: Conn, task_age_seconds: float, export_age_seconds: float, keep_exports: int
+) -> Expired | None:
+    """Delete old finished tasks and old exports' rows, in the caller's transaction.
+
+    Returns the files of the deleted export rows, for the caller to delete *after* commit (a
+    crash in between leaves a file without a row, never a row without its file); None if another
+    listener is doing retention right now.
+    """
+    locked = conn.execute(queries.TRY_RETENTION_LOCK, {"lock": RETENTION_LOCK_ID}).fetchone()
+    if not locked or not locked["locked"]:
+        return None
+    files: list[str] = []
+    for table in queries.EXPORT_TABLES.values():
+        rows = conn.execute(
+            queries.expire_exports(table), {"keep": keep_exports, "age": export_age_seconds}
+        ).fetchall()
+        files += [str(row["filename"]) for row in rows]
+    deleted = conn.execute(
+        queries.DELETE_OLD_TASKS, {"age": task_age_seconds, "limit": 10_000}
+    ).fetchall()
+    return Expired(tasks=len(deleted), export_files=files)
 
 
 # --- the `queue` command -----------------------------------------------------------------------

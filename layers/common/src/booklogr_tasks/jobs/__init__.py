@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import importlib
+import os
 from typing import Any
 
 from booklogr_tasks.jobs.base import JobContext, JobError, JobSpec, Outcome
@@ -29,7 +31,16 @@ def _load_builtin_jobs() -> None:
     from booklogr_tasks.jobs import csv_export  # noqa: F401
 
 
+def _load_extra_jobs() -> None:
+    """Job modules named in BOOKLOGR_TASKS_JOB_MODULES (comma-separated) register more types:
+    how an operator adds a job, and how tests and benchmarks add their no-op jobs."""
+    for name in os.environ.get("BOOKLOGR_TASKS_JOB_MODULES", "").split(","):
+        if name.strip():
+            importlib.import_module(name.strip())
+
+
 _load_builtin_jobs()
+_load_extra_jobs()
 
 __all__ = [
     "REGISTRY",
