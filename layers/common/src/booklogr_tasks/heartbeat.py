@@ -89,8 +89,15 @@ class HeartbeatMonitor:
         self._stop.set()
 
     def _run(self) -> None:
+        failing = False
         while not self._stop.wait(self.interval):
             try:
                 self.beat()
             except Exception as exc:  # the database may be away; the next beat tries again
-                logger.warning("heartbeat failed", extra={"error": str(exc)})
+                if not failing:  # once per outage, not once per beat
+                    logger.warning("heartbeat failing", extra={"error": str(exc)})
+                failing = True
+            else:
+                if failing:
+                    logger.info("heartbeat recovered")
+                failing = False

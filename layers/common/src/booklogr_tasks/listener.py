@@ -22,7 +22,7 @@ from psycopg_pool import PoolTimeout
 from booklogr_tasks import tasks
 from booklogr_tasks.db import Conn, connect, pooled
 from booklogr_tasks.invoker import Invoker
-from booklogr_tasks.migrate import check_schema
+from booklogr_tasks.migrate import SchemaOutOfDate, check_schema
 from booklogr_tasks.observability import logger
 from booklogr_tasks.retention import discard_files_of, run_retention
 from booklogr_tasks.settings import Settings
@@ -99,18 +99,27 @@ class Listener:
     def run(self) -> int:
         """Serve until asked to stop; then finish or release running jobs. Returns 0."""
         logger.info("listener starting", extra={"worker": self.worker, "types": self.types})
-        while not self.stopping.is_set():
-            try:
-                with connect(self.settings.database_url, autocommit=True) as conn:
-                    self._serve(conn)
-            except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
-                self._set_connected(False, str(exc))
-                self.stopping.wait(self.backoff.next_delay())
-        logger.info("listener stopping", extra={"worker": self.worker})
-        self.invoker.shutdown(self.settings.shutdown_grace_seconds)
-        os.close(self._wake_r)
-        os.close(self._wake_w)
-        logger.info("listener stopped", extra={"worker": self.worker})
+        try:
+            while not self.stopping.is_set():
+                try:
+                    with connect(self.settings.database_url, autocommit=True) as conn:
+                        self._serve(conn)
+                except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+                    self._set_connected(False, str(exc))
+                    self.stopping.wait(self.backoff.next_delay())
+                except SchemaOutOfDate:
+                    raise
+                except Exception:
+                    # A bug in one round must not stop the queue: log it, start a clean round.
+                    logger.exception("listener round failed; restarting it")
+                    self._connected = None
+                    self.stopping.wait(self.backoff.next_delay())
+        finally:
+            logger.info("listener stopping", extra={"worker": self.worker})
+            self.invoker.shutdown(self.settings.shutdown_grace_seconds)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            logger.info("listener stopped", extra={"worker": self.worker})
         return 0
 
     def _serve(self, conn: Conn) -> None:
