@@ -28,7 +28,14 @@ def get_spec(task_type: str) -> JobSpec[Any] | None:
 
 
 def _load_builtin_jobs() -> None:
-    from booklogr_tasks.jobs import csv_export  # noqa: F401
+    from booklogr_tasks.jobs import (  # noqa: F401
+        booklogr_csv_import,
+        csv_export,
+        goodreads_import,
+        html_export,
+        json_export,
+        storygraph_import,
+    )
 
 
 def _load_extra_jobs() -> None:

@@ -1,0 +1,88 @@
+"""html_export: all of the owner's books as one self-contained, printable HTML page.
+
+Jinja2 renders the page with autoescape on, so every user string is escaped. The template is
+rendered as a stream over a named (server-side) cursor: memory stays flat however many books.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, Template
+
+from booklogr_tasks.db import Conn
+from booklogr_tasks.jobs import register
+from booklogr_tasks.jobs.base import JobContext, JobSpec, Outcome
+from booklogr_tasks.jobs.books import NOTES_JSON
+from booklogr_tasks.jobs.exporting import COUNT_BOOKS, run_export
+from booklogr_tasks.models import ExportPayload
+from booklogr_tasks.storage import PendingExport
+
+BOOKS = f"""
+SELECT b.title, b.subtitle, b.author, b.isbn, b.reading_status, b.current_page, b.total_pages,
+       b.rating, b.description, {NOTES_JSON} AS notes
+  FROM books b WHERE b.owner_id = %(owner)s ORDER BY b.id"""
+BATCH_ROWS = 1000
+FLUSH_BYTES = 64 * 1024
+
+
+@cache
+def template() -> Template:
+    env = Environment(
+        loader=PackageLoader("booklogr_tasks", "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return env.get_template("export.html")
+
+
+def write_html(conn: Conn, ctx: JobContext, owner_id: int, sink: PendingExport) -> int:
+    counted = conn.execute(COUNT_BOOKS, {"owner": owner_id}).fetchone()
+    written = 0
+
+    def books() -> Iterator[dict[str, Any]]:
+        nonlocal written
+        with conn.cursor(name="html_export") as cur:
+            cur.itersize = BATCH_ROWS
+            cur.execute(BOOKS, {"owner": owner_id})
+            for row in cur:
+                yield row
+                written += 1
+                if written % BATCH_ROWS == 0:
+                    ctx.check_lost()
+                    ctx.report_progress(written)
+
+    page = template().generate(
+        books=books(),
+        count=int(counted["n"]) if counted else 0,
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    )
+    buffer: list[str] = []
+    size = 0
+    for piece in page:
+        buffer.append(piece)
+        size += len(piece)
+        if size >= FLUSH_BYTES:
+            sink.write("".join(buffer).encode())
+            buffer, size = [], 0
+    sink.write("".join(buffer).encode())
+    return written
+
+
+def run(ctx: JobContext, payload: ExportPayload) -> Outcome:
+    return run_export(ctx, payload, "html", write_html)
+
+
+SPEC = register(
+    JobSpec(
+        task_type="html_export",
+        payload_model=ExportPayload,
+        run=run,
+        summary="All of the owner's books as one self-contained HTML page, printable.",
+        export_format="html",
+    )
+)

@@ -1,0 +1,143 @@
+"""The importers' parsing, without a database: any text ends in books or a JobError."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+from decimal import Decimal
+
+import pytest
+from booklogr_tasks.jobs import booklogr_csv_import, goodreads_import, storygraph_import
+from booklogr_tasks.jobs.base import JobError
+from booklogr_tasks.jobs.importing import (
+    ImportFormat,
+    Parsed,
+    RowInvalid,
+    day,
+    isbn_or_none,
+    paragraphs,
+    parse,
+    rating,
+    timestamp,
+    whole_number,
+)
+from hypothesis import given
+from hypothesis import strategies as st
+
+FORMATS = [booklogr_csv_import.FORMAT, goodreads_import.FORMAT, storygraph_import.FORMAT]
+# Characters that stress CSV parsing and text checks: quotes, line ends, BOM, NUL, lone
+# surrogates (bytes that were not UTF-8), replacement characters, formula starts, HTML.
+AWKWARD = st.sampled_from(list(",\"'\r\n\t\ufeff\x00\ud800\udfff\ufffd=+-@<br/>[]{}:0123456789.X "))
+ANY_TEXT = st.text(alphabet=st.one_of(AWKWARD, st.characters()), max_size=300)
+
+
+def _parse_or_error(text: str, fmt: ImportFormat) -> Parsed | None:
+    try:
+        return parse(text, fmt)
+    except JobError as exc:
+        assert exc.message.strip()
+        return None
+
+
+@given(text=ANY_TEXT, fmt=st.sampled_from(FORMATS))
+def test_any_text_parses_or_fails_with_a_message(text: str, fmt: ImportFormat) -> None:
+    parsed = _parse_or_error(text, fmt)
+    if parsed is not None:
+        assert len(parsed.books) + len(parsed.invalid) == parsed.rows
+
+
+@st.composite
+def headed_files(draw: st.DrawFn) -> tuple[ImportFormat, str]:
+    """A file with the format's required columns (shuffled, maybe extra) and arbitrary cells."""
+    fmt = draw(st.sampled_from(FORMATS))
+    header = draw(st.permutations([*fmt.required, "Extra"]))
+    cell = st.one_of(ANY_TEXT, st.sampled_from(["", "0", "4.25", "read", '="0547928220"', "[]"]))
+    rows = draw(st.lists(st.lists(cell, min_size=0, max_size=len(header) + 2), max_size=5))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator=draw(st.sampled_from(["\r\n", "\n", "\r"])))
+    writer.writerow(header)
+    writer.writerows(rows)
+    return fmt, draw(st.sampled_from(["", "\ufeff"])) + out.getvalue()
+
+
+@given(case=headed_files())
+def test_any_rows_parse_or_fail_with_a_message(case: tuple[ImportFormat, str]) -> None:
+    fmt, text = case
+    parsed = _parse_or_error(text, fmt)
+    if parsed is not None:
+        assert len(parsed.books) + len(parsed.invalid) == parsed.rows
+        assert all(isinstance(r["row"], int) and r["reason"] for r in parsed.invalid)
+        for book in parsed.books:
+            # Whatever reaches the database is text PostgreSQL can store.
+            for value in (book.title, book.isbn, book.author, *(n.content for n in book.notes)):
+                if value is not None:
+                    value.encode("utf-8")
+                    assert "\x00" not in value
+
+
+def test_progress_is_reported_every_thousand_rows() -> None:
+    header = ",".join(storygraph_import.REQUIRED)
+    text = header + "\n" + "".join(f"Book {i},A,,read,\n" for i in range(2500))
+    seen: list[tuple[int, int]] = []
+    parsed = parse(text, storygraph_import.FORMAT, lambda done, total: seen.append((done, total)))
+    assert len(parsed.books) == 2500
+    assert seen == [(1000, 2500), (2000, 2500)]
+
+
+def test_header_names_match_whatever_their_case_and_spacing() -> None:
+    text = " title ,AUTHORS,isbn/uid,Read status,star rating\r\nDune,Frank Herbert,,read,4\r\n"
+    parsed = parse(text, storygraph_import.FORMAT)
+    assert [(b.title, b.rating) for b in parsed.books] == [("Dune", Decimal("4.00"))]
+
+
+def test_a_broken_quote_is_reported_as_not_csv() -> None:
+    text = 'Title,Authors,ISBN/UID,Read Status,Star Rating\n"Dune"x,A,,read,\n'
+    with pytest.raises(JobError, match=r"not readable CSV \(row 2\)"):
+        parse(text, storygraph_import.FORMAT)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("978-0-547-92822-7", "9780547928227"),
+        ("0 14 143951 3", "0141439513"),
+        ("080442957x", "080442957X"),
+        ("2d5b33a4-1f0b-4e8f-9a43-3c1c2b8e7a10", None),
+        ("12345", None),
+        ("", None),
+    ],
+)
+def test_isbn_or_none(value: str, expected: str | None) -> None:
+    assert isbn_or_none(value) == expected
+
+
+def test_ratings() -> None:
+    assert rating("4.25", "r") == Decimal("4.25")
+    assert rating(" 3 ", "r") == Decimal("3.00")
+    assert rating("", "r") is None
+    assert rating("0", "r", zero_is_unrated=True) is None
+    assert rating("0", "r") == Decimal("0.00")
+    for bad in ("4.125", "5.5", "-1", "four", "1e3", "NaN", "٣"):
+        with pytest.raises(RowInvalid):
+            rating(bad, "r")
+
+
+def test_numbers_dates_and_text() -> None:
+    assert whole_number("300", "n") == 300 and whole_number(" ", "n") is None
+    for bad in ("-1", "1_000", "٣", "2147483648", "3.0"):
+        with pytest.raises(RowInvalid):
+            whole_number(bad, "n")
+    assert day("2021/03/04", "d") == datetime(2021, 3, 4) == day("2021-3-4", "d")
+    for bad in ("2021/02/30", "04/03/2021", "yesterday"):
+        with pytest.raises(RowInvalid):
+            day(bad, "d")
+    assert timestamp("2020-02-03T04:05:06.789", "t") == datetime(2020, 2, 3, 4, 5, 6, 789000)
+    assert timestamp("2020-02-03T04:05:06+02:00", "t") == datetime(2020, 2, 3, 2, 5, 6)
+    assert paragraphs("a<br/>b<BR>c<br />d") == "a\nb\nc\nd"
+
+
+def test_goodreads_unwraps_formula_isbns() -> None:
+    assert goodreads_import.formula_text('="0547928220"') == "0547928220"
+    assert goodreads_import.formula_text('=""') == ""
+    assert goodreads_import.formula_text("9780547928227") == "9780547928227"
