@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: install
-	$(BIN)/booklogr-tasks dev $(if $(PORT),--port $(PORT),)
+	$(BIN)/booklogr-tasks dev $(if $(PORT),--port $(PORT),) $(if $(DEMO),--demo,)
 
 lint: install
 	$(BIN)/ruff check .

@@ -62,13 +62,16 @@ def wait_until(
 class ServiceProcess:
     """A `booklogr-tasks` subcommand as a real process, stopped (hard if need be) on exit."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, args: list[str], env: dict[str, str], log_path: Path, cwd: Path | None = None
+    ) -> None:
         self.args = args
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "booklogr_tasks.cli", *args],
             env=env,
+            cwd=cwd,
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
@@ -106,8 +109,10 @@ class ServiceProcess:
 
 
 @contextmanager
-def service(args: list[str], env: dict[str, str], log_path: Path) -> Iterator[ServiceProcess]:
-    proc = ServiceProcess(args, env, log_path)
+def service(
+    args: list[str], env: dict[str, str], log_path: Path, cwd: Path | None = None
+) -> Iterator[ServiceProcess]:
+    proc = ServiceProcess(args, env, log_path, cwd)
     try:
         yield proc
     finally:

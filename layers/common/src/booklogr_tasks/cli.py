@@ -98,6 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_listen(args.types, args.concurrency, args.nickname)
         if args.command == "queue":
             return cmd_queue()
+        if args.command == "dev":
+            from booklogr_tasks.dev import run_dev
+
+            return run_dev(args.host, args.port, demo=args.demo)
     except SettingsError as exc:
         print(f"booklogr-tasks: {exc}", file=sys.stderr)
         return 2
