@@ -20,6 +20,11 @@ def build_listener(
     if unknown:
         raise ValueError(f"unknown task types {unknown}; known: {known_types()}")
     worker = worker_identity(nickname or settings.worker_nickname)
+    if settings.task_invoker == "lambda":
+        from booklogr_tasks.lambda_invoker import LambdaInvoker
+
+        # Each function claims and runs its own task; this process only invokes.
+        return Listener(settings, served, worker, LambdaInvoker(settings))
     # The pool serves the jobs, the claims and the heartbeat.
     runner = Runner(settings, worker, pool_size=concurrency + 2)
     in_process = InProcessInvoker(runner, concurrency)
