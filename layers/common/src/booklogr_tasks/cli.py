@@ -98,6 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_listen(args.types, args.concurrency, args.nickname)
         if args.command == "queue":
             return cmd_queue()
+        if args.command == "api":
+            from booklogr_tasks.api_server import serve
+
+            return serve(args.host, args.port)
         if args.command == "dev":
             from booklogr_tasks.dev import run_dev
 

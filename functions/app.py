@@ -1,0 +1,223 @@
+"""booklogr-tasks on Chalice: the HTTP API and one Lambda function per task type.
+
+Handlers are thin: authenticate, call one function of booklogr_tasks.api, map its result (or
+its typed error) to a response. All logic, SQL and AWS calls live in the package.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from typing import Any
+
+from booklogr_tasks import api
+from booklogr_tasks.auth import authenticate
+from booklogr_tasks.errors import ApiError
+from booklogr_tasks.jobs import REGISTRY
+from booklogr_tasks.observability import logger, tracer
+from booklogr_tasks.runner import run_task
+from booklogr_tasks.settings import Settings, get_settings
+from chalice import Chalice, Response
+from chalice.app import Request
+from pydantic import BaseModel
+
+# The Powertools logger is named after the service, which is also the app's name: Chalice must
+# not reconfigure that logger (it would set it to ERROR and add a plain-text handler). Debug
+# stays off (the default; its setter would reset the level too): no traceback reaches a client.
+app = Chalice(app_name="booklogr-tasks", configure_logs=False)
+
+View = Callable[..., Response]
+
+
+# --- plumbing --------------------------------------------------------------------------------
+
+
+def _json(status: int, body: BaseModel | dict[str, Any], **headers: str) -> Response:
+    data = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
+    return Response(body=data, status_code=status, headers=headers)
+
+
+def _error(exc: ApiError) -> Response:
+    return _json(exc.status, exc.body(), **exc.headers)
+
+
+def _request() -> Request:
+    request = app.current_request
+    assert request is not None
+    return request
+
+
+def _caller() -> tuple[Settings, int]:
+    """The settings (read per request, cached) and the authenticated user id."""
+    settings = get_settings()
+    return settings, authenticate(_request().headers.get("authorization"), settings)
+
+
+def _query() -> dict[str, str]:
+    return dict(_request().query_params or {})
+
+
+def handled(view: View) -> View:
+    """Typed errors become their responses; anything else is logged and becomes a JSON 500."""
+
+    @functools.wraps(view)
+    def handle(**params: str) -> Response:
+        try:
+            return view(**params)
+        except ApiError as exc:
+            return _error(exc)
+        except Exception:
+            logger.exception("unhandled error", extra={"path": _request().path})
+            return _error(ApiError("an unexpected error occurred; it has been logged"))
+
+    return handle
+
+
+# Chalice answers some requests itself (405, 415, ...) as {"Code", "Message"}.
+_CHALICE_CODES = {
+    "BadRequest": "bad_request",
+    "BadRequestError": "bad_request",
+    "MethodNotAllowedError": "method_not_allowed",
+    "UnsupportedMediaType": "unsupported_media_type",
+    "InternalServerError": "internal",
+}
+
+
+def _uniform(response: Response) -> Response:
+    body = response.body
+    if isinstance(body, dict) and set(body) == {"Code", "Message"}:
+        response.body = {
+            "error": _CHALICE_CODES.get(str(body["Code"]), str(body["Code"]).lower()),
+            "message": str(body["Message"]),
+        }
+    return response
+
+
+@app.middleware("http")
+def observe(request: Request, get_response: Callable[[Request], Response]) -> Response:
+    """One log line, one trace subsegment and error metrics per request."""
+    started = time.perf_counter()
+    route = f"{request.method} {request.path}"
+    with (
+        logger.append_context_keys(route=route),
+        tracer.provider.in_subsegment(f"## {route}") as subsegment,
+    ):
+        response = _uniform(get_response(request))
+        subsegment.put_annotation("status", response.status_code)
+        if response.status_code >= 400:
+            api.count("ApiErrors", status=str(response.status_code))
+        logger.info(
+            "request",
+            extra={
+                "status": response.status_code,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            },
+        )
+    return response
+
+
+@app.middleware("pure_lambda")
+def observe_task_function(event: Any, get_response: Callable[[Any], Any]) -> Any:
+    with logger.append_context_keys(function=event.context.function_name):
+        return get_response(event)
+
+
+# --- routes ----------------------------------------------------------------------------------
+
+
+@app.route("/v1/tasks", methods=["POST"])
+@handled
+def create_task() -> Response:
+    settings, user = _caller()
+    request = _request()
+    accepted = api.create_task_request(
+        settings, user, request.raw_body, request.headers.get("content-length")
+    )
+    return _accepted(accepted)
+
+
+@app.route("/v1/tasks", methods=["GET"])
+@handled
+def list_tasks() -> Response:
+    settings, user = _caller()
+    return _json(200, api.list_tasks(settings, user, _query()))
+
+
+@app.route("/v1/tasks/{id}", methods=["GET"])
+@handled
+def get_task(id: str) -> Response:
+    settings, user = _caller()
+    task = api.task_status(settings, user, id)
+    if task.finished:
+        return _json(200, task)
+    return _json(200, task, **{"Retry-After": str(api.RETRY_AFTER_SECONDS)})
+
+
+@app.route("/v1/tasks/{id}/retry", methods=["POST"])
+@handled
+def retry_task(id: str) -> Response:
+    settings, user = _caller()
+    return _accepted(api.retry(settings, user, id))
+
+
+@app.route("/v1/exports", methods=["GET"])
+@handled
+def list_exports() -> Response:
+    settings, user = _caller()
+    return _json(200, api.list_exports(settings, user, _query()))
+
+
+@app.route("/v1/exports/{format}/{id}", methods=["GET"])
+@handled
+def download_export(format: str, id: str) -> Response:
+    settings, user = _caller()
+    found = api.open_export(settings, user, format, id)
+    if isinstance(found, api.ExportLink):
+        return Response(body="", status_code=302, headers={"Location": found.url})
+    return Response(
+        # Exports are UTF-8 text; a str body needs no binary-media setup in API Gateway.
+        body=found.body.decode("utf-8"),
+        status_code=200,
+        headers={
+            "Content-Type": found.content_type,
+            "Content-Disposition": f'attachment; filename="{found.filename}"',
+        },
+    )
+
+
+@app.route("/healthz", methods=["GET"])
+@handled
+def healthz() -> Response:
+    return _json(200, api.health(get_settings()))
+
+
+@app.route("/openapi.json", methods=["GET"])
+@handled
+def openapi() -> Response:
+    return _json(200, api.openapi_document())
+
+
+def _accepted(accepted: api.Accepted) -> Response:
+    return _json(
+        202,
+        accepted,
+        Location=f"/v1/tasks/{accepted.task_id}",
+        **{"Retry-After": str(api.RETRY_AFTER_SECONDS)},
+    )
+
+
+# --- one Lambda function per task type (TASK_INVOKER=lambda invokes them asynchronously) ------
+
+
+def _task_function(task_type: str) -> Callable[[Any, Any], dict[str, Any]]:
+    def run(event: Any, context: Any) -> dict[str, Any]:
+        task_id = api.invocation_task_id(event)
+        return {"task_id": task_id, "task_type": task_type, "status": run_task(task_id)}
+
+    run.__name__ = f"run_{task_type}"
+    return run
+
+
+for _task_type in sorted(REGISTRY):
+    app.lambda_function(name=_task_type)(_task_function(_task_type))

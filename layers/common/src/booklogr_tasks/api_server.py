@@ -1,0 +1,87 @@
+"""`booklogr-tasks api`: the Chalice app in functions/ served by `chalice local` (stage `local`).
+
+The same app.py that runs on Lambda runs here, through Chalice's own local server (threaded), so
+local and deployed behaviour cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from booklogr_tasks.auth import ensure_configured
+from booklogr_tasks.db import close_pools
+from booklogr_tasks.settings import SettingsError, get_settings
+
+STAGE = "local"
+# Set it when the package is installed somewhere the repository's functions/ is not beside it.
+FUNCTIONS_DIR_ENV = "BOOKLOGR_TASKS_FUNCTIONS_DIR"
+
+
+def functions_dir() -> Path:
+    """The Chalice project: $BOOKLOGR_TASKS_FUNCTIONS_DIR, the repository's, or ./functions."""
+    given = os.environ.get(FUNCTIONS_DIR_ENV)
+    candidates = (
+        [Path(given)]
+        if given
+        else [Path(__file__).resolve().parents[3] / "functions", Path.cwd() / "functions"]
+    )
+    for folder in candidates:
+        if (folder / "app.py").is_file() and (folder / ".chalice" / "config.json").is_file():
+            return folder.resolve()
+    raise SettingsError(
+        f"cannot find the Chalice project (app.py and .chalice/config.json) in "
+        f"{', '.join(map(str, candidates))}; set {FUNCTIONS_DIR_ENV}"
+    )
+
+
+def serve(host: str, port: int) -> int:
+    """Serve until SIGTERM or SIGINT; refuses to start when nobody could be authenticated."""
+    ensure_configured(get_settings())
+    project = functions_dir()
+
+    from chalice.cli import create_local_server
+    from chalice.cli.factory import CLIFactory
+    from chalice.local import ChaliceRequestHandler
+
+    class AnyMethodHandler(ChaliceRequestHandler):
+        # http.server answers methods Chalice's handler does not list (TRACE, QUERY, ...) with
+        # an HTML 501; pass them to the app instead, which answers 405 in the API's error shape.
+        def __getattr__(self, name: str) -> Any:
+            if name.startswith("do_"):
+                return self._generic_handle
+            raise AttributeError(name)
+
+    # One JSON line per event, visible at once even when stdout is a pipe or a file (containers).
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
+    # Like `chalice local`: the app's log lines go to stdout.
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
+    factory = CLIFactory(str(project), environ=os.environ)
+    server = create_local_server(factory, host, port, STAGE)
+    handler = server.server.RequestHandlerClass
+    assert isinstance(handler, functools.partial)
+    server.server.RequestHandlerClass = functools.partial(
+        AnyMethodHandler, *handler.args, **handler.keywords
+    )
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        # shutdown() waits for serve_forever to return, so it must run on another thread.
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        server.serve_forever()
+    finally:
+        server.server.server_close()
+        close_pools()
+    return 0

@@ -1,0 +1,133 @@
+"""Authentication: BookLogr's HS256 tokens (claim `id`), single-user mode, refusing to start."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from typing import Any
+
+import jwt
+import pytest
+from booklogr_tasks import cli
+from booklogr_tasks.settings import get_settings
+
+from tests.api.support import SECRET, bearer, mint_token
+from tests.helpers import task_row
+
+# Every route that needs a caller, with a body where it takes one.
+PROTECTED = [
+    ("POST", "/v1/tasks"),
+    ("GET", "/v1/tasks"),
+    ("GET", "/v1/tasks/1"),
+    ("POST", "/v1/tasks/1/retry"),
+    ("GET", "/v1/exports"),
+    ("GET", "/v1/exports/csv/1"),
+]
+
+
+def _unsigned(claims: dict[str, Any]) -> str:
+    return jwt.encode(claims, None, algorithm="none")
+
+
+def _hs512() -> str:
+    # Same secret, stronger algorithm: still refused, only HS256 is BookLogr's.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PyJWT finds the test secret short for SHA-512
+        return mint_token(5, algorithm="HS512")
+
+
+BAD_TOKENS = {
+    "malformed": "Bearer not.a.jwt",
+    "garbage": "Bearer abc",
+    "empty-bearer": "Bearer ",
+    "wrong-scheme": f"Basic {mint_token(5)}",
+    "no-scheme": mint_token(5),
+    "expired": f"Bearer {mint_token(5, lifetime=-60)}",
+    "wrong-signature": f"Bearer {mint_token(5, secret='another-secret-key-0123456789-abcdef')}",
+    "alg-none": f"Bearer {_unsigned({'id': 5})}",
+    "alg-hs512": f"Bearer {_hs512()}",
+    "id-as-string": f"Bearer {mint_token('5')}",
+    "id-as-bool": f"Bearer {mint_token(True)}",
+    "id-zero": f"Bearer {mint_token(0)}",
+    "id-too-large": f"Bearer {mint_token(2**31)}",
+    "no-id": f"Bearer {jwt.encode({'sub': '5'}, SECRET, 'HS256')}",
+}
+
+
+def _call(client: Any, method: str, path: str, headers: dict[str, str]) -> Any:
+    body = b'{"type": "csv_export"}' if method == "POST" else b""
+    return client.request(
+        method, path, headers={**headers, "Content-Type": "application/json"}, body=body
+    )
+
+
+def _assert_401(response: Any) -> str:
+    assert response.status_code == 401, response.body
+    body = json.loads(response.body)
+    assert set(body) == {"error", "message"} and body["error"] == "unauthorized"
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    return str(body["message"])
+
+
+@pytest.mark.parametrize(("method", "path"), PROTECTED)
+def test_every_protected_route_needs_a_token(client: Any, method: str, path: str) -> None:
+    assert "missing" in _assert_401(_call(client, method, path, {}))
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_TOKENS))
+def test_bad_tokens_are_401(client: Any, kind: str) -> None:
+    message = _assert_401(_call(client, "GET", "/v1/tasks", {"Authorization": BAD_TOKENS[kind]}))
+    if kind == "expired":
+        assert "expired" in message
+    if kind == "wrong-signature":
+        assert "signature" in message
+    if kind in ("alg-none", "alg-hs512"):
+        assert "HS256" in message
+
+
+def test_a_bad_token_creates_nothing(client: Any, conn: Any) -> None:
+    _assert_401(_call(client, "POST", "/v1/tasks", {"Authorization": BAD_TOKENS["alg-none"]}))
+    assert conn.execute("SELECT count(*) AS n FROM tasks").fetchone()["n"] == 0
+
+
+def test_a_valid_token_names_the_caller(client: Any, conn: Any) -> None:
+    response = _call(client, "POST", "/v1/tasks", bearer(42))
+    assert response.status_code == 202
+    assert task_row(conn, json.loads(response.body)["task_id"])["created_by"] == 42
+
+
+def test_single_user_mode_needs_no_token_and_is_user_1(
+    client: Any, conn: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SINGLE_USER_MODE", "true")
+    monkeypatch.delenv("AUTH_SECRET_KEY")
+    get_settings.cache_clear()
+
+    response = _call(client, "POST", "/v1/tasks", {})
+
+    assert response.status_code == 202
+    assert task_row(conn, json.loads(response.body)["task_id"])["created_by"] == 1
+    assert _call(client, "GET", "/v1/tasks", {}).status_code == 200
+
+
+def test_without_secret_or_single_user_mode_requests_fail_cleanly(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AUTH_SECRET_KEY")
+    get_settings.cache_clear()
+    response = _call(client, "GET", "/v1/tasks", bearer(5))
+    assert response.status_code == 500
+    body = json.loads(response.body)
+    assert body["error"] == "misconfigured" and "AUTH_SECRET_KEY" in body["message"]
+
+
+def test_the_api_refuses_to_start_without_secret_or_single_user_mode(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("AUTH_SECRET_KEY")
+    get_settings.cache_clear()
+
+    assert cli.main(["api", "--port", "0"]) == 2
+
+    err = capsys.readouterr().err
+    assert "AUTH_SECRET_KEY" in err and "SINGLE_USER_MODE" in err

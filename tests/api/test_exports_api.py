@@ -1,0 +1,145 @@
+"""GET /v1/exports and GET /v1/exports/{format}/{id}: local folder and S3 (moto)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import boto3
+import pytest
+from booklogr_tasks import api
+from booklogr_tasks.runner import Runner
+from booklogr_tasks.settings import get_settings
+from moto import mock_aws
+
+from tests.api.support import bearer
+from tests.helpers import insert_task, seed_books
+
+
+def run_export(conn: Any, owner: int) -> dict[str, Any]:
+    """A finished csv_export of `owner`, made by the real runner; returns the task's result."""
+    task_id = insert_task(conn, "csv_export", {"owner_id": owner}, owner)
+    assert Runner(get_settings(), "test-worker").run_by_id(task_id) == "success"
+    row = conn.execute(
+        "SELECT r.result FROM task_results r WHERE r.task_id = %s", (task_id,)
+    ).fetchone()
+    return {"task_id": task_id, **row["result"]}
+
+
+def error_of(response: Any, status: int) -> dict[str, str]:
+    assert response.status_code == status, response.body
+    body = json.loads(response.body)
+    assert set(body) == {"error", "message"}
+    return body
+
+
+def test_list_shows_the_callers_exports_newest_first(client: Any, conn: Any) -> None:
+    seed_books(conn, owner_id=5, count=2)
+    first, second = run_export(conn, 5), run_export(conn, 5)
+    run_export(conn, 6)
+
+    response = client.get("/v1/exports", headers=bearer(5))
+
+    assert response.status_code == 200
+    items = json.loads(response.body)["items"]
+    assert [i["id"] for i in items] == [second["export_id"], first["export_id"]]
+    item = items[0]
+    assert set(item) == {"id", "format", "filename", "created_at", "task_id", "download"}
+    assert item["format"] == "csv" and item["task_id"] == second["task_id"]
+    assert item["filename"] == f"booklogr-export-{second['export_id']}.csv"
+    assert item["download"] == second["download"] == f"/v1/exports/csv/{second['export_id']}"
+    assert json.loads(client.get("/v1/exports?limit=1", headers=bearer(5)).body)["items"] == [item]
+    error_of(client.get("/v1/exports?limit=0", headers=bearer(5)), 400)
+    assert json.loads(client.get("/v1/exports", headers=bearer(7)).body) == {"items": []}
+
+
+def test_download_is_the_file_as_an_attachment(client: Any, conn: Any, export_folder: Path) -> None:
+    seed_books(conn, owner_id=5)
+    export = run_export(conn, 5)
+    stored = conn.execute(
+        "SELECT filename FROM csv_export WHERE id = %s", (export["export_id"],)
+    ).fetchone()["filename"]
+
+    response = client.get(export["download"], headers=bearer(5))
+
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
+    assert response.headers["Content-Disposition"] == (
+        f'attachment; filename="booklogr-export-{export["export_id"]}.csv"'
+    )
+    assert response.body == (export_folder / stored).read_bytes()
+
+
+def test_another_users_or_an_absent_export_is_404(client: Any, conn: Any) -> None:
+    theirs = run_export(conn, 6)
+    eid = theirs["export_id"]
+    for path in (
+        f"/v1/exports/csv/{eid}",
+        f"/v1/exports/csv/{eid + 50}",
+        f"/v1/exports/html/{eid}",
+        f"/v1/exports/xls/{eid}",
+        "/v1/exports/csv/abc",
+        "/v1/exports/csv/0",
+        "/v1/exports/csv/99999999999999999999",
+    ):
+        assert error_of(client.get(path, headers=bearer(5)), 404)["error"] == "not_found"
+    assert client.get(f"/v1/exports/csv/{eid}", headers=bearer(6)).status_code == 200
+
+
+def test_a_row_whose_file_is_gone_is_404_not_500(
+    client: Any, conn: Any, export_folder: Path
+) -> None:
+    export = run_export(conn, 5)
+    for path in export_folder.rglob("*.csv"):
+        path.unlink()
+    body = error_of(client.get(export["download"], headers=bearer(5)), 404)
+    assert "no longer available" in body["message"]
+
+
+def test_a_key_outside_the_export_folder_is_never_served(
+    client: Any, conn: Any, export_folder: Path
+) -> None:
+    export = run_export(conn, 5)
+    secret = export_folder.parent / "outside.csv"
+    secret.write_text("secret")
+    conn.execute(
+        "UPDATE csv_export SET filename = '../outside.csv' WHERE id = %s", (export["export_id"],)
+    )
+    error_of(client.get(export["download"], headers=bearer(5)), 404)
+
+
+@pytest.fixture
+def bucket(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("EXPORT_BUCKET", "booklogr-exports-test")
+    monkeypatch.setenv("DOWNLOAD_URL_SECONDS", "120")
+    get_settings.cache_clear()
+    api._s3_store.cache_clear()
+    with mock_aws():
+        boto3.client("s3").create_bucket(Bucket="booklogr-exports-test")
+        yield "booklogr-exports-test"
+    api._s3_store.cache_clear()
+
+
+def test_s3_download_redirects_to_a_short_lived_presigned_url(
+    client: Any, conn: Any, bucket: str
+) -> None:
+    seed_books(conn, owner_id=5, count=3)
+    export = run_export(conn, 5)
+
+    response = client.get(export["download"], headers=bearer(5))
+
+    assert response.status_code == 302
+    url = urlparse(response.headers["Location"])
+    query = parse_qs(url.query)
+    assert bucket in url.netloc + url.path
+    assert url.path.endswith(f"-{export['export_id']}.csv")
+    assert query["X-Amz-Expires"] == ["120"]
+    assert query["response-content-disposition"] == [
+        f'attachment; filename="booklogr-export-{export["export_id"]}.csv"'
+    ]
+    error_of(client.get(export["download"], headers=bearer(6)), 404)

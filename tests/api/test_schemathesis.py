@@ -1,0 +1,116 @@
+"""Property-based run of the OpenAPI document against a real `booklogr-tasks api` process:
+no 5xx, and every response conforms to the document (status, headers, content type, schema)."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import requests
+import schemathesis
+from booklogr_tasks import api, tasks
+from booklogr_tasks.db import close_pools, connect
+from booklogr_tasks.jobs import known_types
+from booklogr_tasks.runner import Runner
+from booklogr_tasks.settings import Settings
+from hypothesis import HealthCheck, settings
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from tests.api.support import SECRET, free_port, mint_token
+from tests.helpers import insert_task, seed_books, service, wait_until
+
+pytestmark = pytest.mark.slow
+
+schema = schemathesis.openapi.from_dict(api.openapi_document())
+USER = 5
+
+
+@schema.auth()
+class BookLogrToken:
+    """The caller's token, applied by schemathesis itself so that its auth checks (missing or
+    invalid credentials must be refused) still send requests without it."""
+
+    def get(self, case: Any, context: Any) -> str:
+        return mint_token(USER)
+
+    def set(self, case: Any, data: str, context: Any) -> None:
+        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
+
+
+def _seed(url: str, export_folder: Path) -> None:
+    """Some of the caller's tasks (fresh, failed, finished export) and someone else's."""
+    with connect(url, autocommit=True) as conn:
+        seed_books(conn, owner_id=USER, count=3)
+        for owner in (USER, USER, 6):
+            insert_task(conn, "csv_export", {"owner_id": owner}, owner)
+        failed = insert_task(conn, "csv_export", {"owner_id": USER}, USER)
+        tasks.claim_task(conn, failed, "seed", known_types())
+        tasks.fail_task(conn, failed, "seed", "failed on purpose")
+        export = insert_task(conn, "csv_export", {"owner_id": USER}, USER)
+    settings = Settings(database_url=url, export_folder=export_folder)
+    assert Runner(settings, "seed").run_by_id(export) == "success"
+
+
+@pytest.fixture(scope="module")
+def api_url(
+    pg_server_url: str, template_db: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    name = f"bt_st_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_server_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}" STRATEGY FILE_COPY')
+    folder = tmp_path_factory.mktemp("schemathesis")
+    url = make_conninfo(**{**conninfo_to_dict(pg_server_url), "dbname": name})
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "EXPORT_FOLDER": str(folder / "exports"),
+        "AUTH_SECRET_KEY": SECRET,
+        "SINGLE_USER_MODE": "false",
+    }
+    env.pop("EXPORT_BUCKET", None)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _seed(url, folder / "exports")
+        with service(["api", "--port", str(port)], env, folder / "api.log") as proc:
+            wait_until(lambda: _answers(base), what=f"the API to answer\n{proc.log()}")
+            yield base
+            _assert_authenticated_requests_succeeded(proc.log())
+    finally:
+        close_pools()
+        with psycopg.connect(pg_server_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _assert_authenticated_requests_succeeded(log: str) -> None:
+    """Guard against a run that only ever saw 401s (a broken token would still 'conform')."""
+    seen = set()
+    for line in log.splitlines():
+        if line.startswith("{") and '"message":"request"' in line:
+            entry = json.loads(line)
+            seen.add((entry["route"], entry["status"]))
+    for expected in [("POST /v1/tasks", 202), ("GET /v1/tasks", 200), ("GET /v1/exports", 200)]:
+        assert expected in seen, f"no {expected} in the run: {sorted(seen)}"
+
+
+def _answers(base: str) -> bool:
+    try:
+        return requests.get(f"{base}/healthz", timeout=2).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+@schema.parametrize()
+@settings(
+    max_examples=50,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
+def test_api_conforms_to_its_document(case: Any, api_url: str) -> None:
+    case.call_and_validate(base_url=api_url, timeout=30)
