@@ -1,0 +1,1 @@
+"""Benchmarks of booklogr-tasks against hand-written baselines: `python -m bench [--quick]`."""
