@@ -10,7 +10,6 @@ from urllib.parse import parse_qs, urlparse
 
 import boto3
 import pytest
-from booklogr_tasks import api
 from booklogr_tasks.runner import Runner
 from booklogr_tasks.settings import get_settings
 from moto import mock_aws
@@ -118,11 +117,9 @@ def bucket(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[str
     monkeypatch.setenv("EXPORT_BUCKET", "booklogr-exports-test")
     monkeypatch.setenv("DOWNLOAD_URL_SECONDS", "120")
     get_settings.cache_clear()
-    api._s3_store.cache_clear()
     with mock_aws():
         boto3.client("s3").create_bucket(Bucket="booklogr-exports-test")
         yield "booklogr-exports-test"
-    api._s3_store.cache_clear()
 
 
 def test_s3_download_redirects_to_a_short_lived_presigned_url(

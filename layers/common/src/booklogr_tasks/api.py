@@ -12,9 +12,8 @@ import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
-from functools import lru_cache
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import psycopg
 from aws_lambda_powertools import single_metric
@@ -36,9 +35,6 @@ from booklogr_tasks.models import FINISHED, TaskReport, TaskStatus
 from booklogr_tasks.observability import NAMESPACE, SERVICE, MetricUnit, logger
 from booklogr_tasks.settings import Settings
 from booklogr_tasks.storage import CONTENT_TYPES, LocalFolderStore, download_name
-
-if TYPE_CHECKING:
-    from booklogr_tasks.s3_store import S3ExportStore
 
 # A request waits this long for a pooled connection before answering 503: long enough to ride
 # out a reconnect, short enough that a client is not left hanging when the database is down.
@@ -223,7 +219,9 @@ def open_export(
         except tasks.TaskNotFound:
             raise NotFound(f"there is no {_short(fmt)} export {_short(export_id)}") from None
     if settings.export_bucket:
-        url = _s3_store(settings.export_bucket).presigned_url(
+        from booklogr_tasks.s3_store import S3ExportStore
+
+        url = S3ExportStore(settings.export_bucket).presigned_url(
             record.filename, record.format, record.id, settings.download_url_seconds
         )
         return ExportLink(url=url)
@@ -394,13 +392,6 @@ def _describe(exc: ValidationError, prefix: str = "") -> str:
 def _short(value: str, limit: int = 60) -> str:
     """A caller's value quoted in a message, cut so an error never echoes a whole body."""
     return repr(value if len(value) <= limit else value[:limit] + "…")
-
-
-@lru_cache(maxsize=4)
-def _s3_store(bucket: str) -> S3ExportStore:
-    from booklogr_tasks.s3_store import S3ExportStore
-
-    return S3ExportStore(bucket)
 
 
 def count(metric: str, **dimensions: str) -> None:
