@@ -131,7 +131,7 @@ def test_aws_refusal_leaves_the_task_fresh_and_a_later_sweep_runs_it(
     second = insert_task(conn, "csv_export", {"owner_id": 3}, created_by=3)
 
     for _ in range(3):  # three sweeps while AWS refuses
-        listener._invoke_fresh()
+        listener._invoke_fresh(conn)
         clock.now += lambda_settings.task_sweep_seconds
     assert set(spy.task_ids()) == {first}, "the second task must not be tried while refused"
     for task_id in (first, second):
@@ -141,7 +141,7 @@ def test_aws_refusal_leaves_the_task_fresh_and_a_later_sweep_runs_it(
 
     spy.failing.clear()  # AWS recovers
     spy.calls.clear()
-    listener._invoke_fresh()
+    listener._invoke_fresh(conn)
     assert sorted(spy.task_ids(function)) == [first, second]
     assert "lambda invoke works again" in caplog.messages
     for task_id in spy.task_ids():

@@ -171,3 +171,21 @@ def test_status_check_constraint(conn: Any) -> None:
             "INSERT INTO tasks (type, data, created_by, status) "
             "VALUES ('csv_export', '{}', 1, 'done')"
         )
+
+
+def test_claim_batch_never_claims_more_than_its_limit(conn: Any) -> None:
+    # The plan that re-ran the LIMIT subquery per row appeared once statistics said that few
+    # tasks were fresh: make that the case, then give it a backlog.
+    for _ in range(5):
+        insert_task(conn, "csv_export", {"owner_id": 1}, 1)
+    conn.execute("UPDATE tasks SET status = 'success'")
+    conn.execute("VACUUM ANALYZE tasks")
+    conn.execute(
+        "INSERT INTO tasks (type, data, created_by) "
+        "SELECT 'csv_export', '{\"owner_id\": 1}', 1 FROM generate_series(1, 500)"
+    )
+    assert len(tasks.claim_batch(conn, "w", TYPES, 10)) == 10
+    assert (
+        conn.execute("SELECT count(*) AS n FROM tasks WHERE status = 'started'").fetchone()["n"]
+        == 10
+    )

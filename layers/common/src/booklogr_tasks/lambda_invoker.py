@@ -68,6 +68,9 @@ class LambdaInvoker:
     def free_slots(self) -> int:
         return UNBOUNDED_SLOTS
 
+    def claim_threshold(self) -> int:
+        return 1
+
     def start(self, task: Task) -> None:
         raise NotImplementedError("the Lambda invoker never runs a claimed task in this process")
 

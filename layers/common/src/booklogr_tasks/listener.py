@@ -3,7 +3,9 @@
 NOTIFY is a wake-up hint, not the queue. On start, after every reconnect and on a timer the
 listener also looks for fresh tasks, so a missed notification delays a task by at most one sweep
 interval. It also reaps tasks of lost workers, and pings its own connection so that a half-open
-socket is noticed. Only this loop's connection listens (autocommit); claims and jobs use the pool.
+socket is noticed. The loop has two connections of its own: one that only listens, and one for
+claims, sweeps and reaping, which commits without waiting for the WAL flush (a claim that a
+database crash loses is recovered like any lost claim). Jobs use the pool.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import psycopg
 from psycopg_pool import PoolTimeout
 
 from booklogr_tasks import tasks
-from booklogr_tasks.db import Conn, connect, pooled
+from booklogr_tasks.db import Conn, connect
 from booklogr_tasks.invoker import Invoker
 from booklogr_tasks.migrate import SchemaOutOfDate, check_schema
 from booklogr_tasks.observability import logger
@@ -75,6 +77,7 @@ class Listener:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._maybe_more = True
+        self._wake_pending = False
         self._invoked_at: dict[int, float] = {}
         self.sweep_timer = Timer(settings.task_sweep_seconds)
         self.reap_timer = Timer(max(0.5, settings.task_lease_seconds / 4))
@@ -86,6 +89,9 @@ class Listener:
 
     def wake(self) -> None:
         """Make the loop look for work now (a job finished, or a stop was requested)."""
+        if self._wake_pending:  # one byte in the pipe is enough
+            return
+        self._wake_pending = True
         # A full pipe means the loop is going to wake anyway.
         with contextlib.suppress(BlockingIOError):
             os.write(self._wake_w, b"x")
@@ -102,8 +108,12 @@ class Listener:
         try:
             while not self.stopping.is_set():
                 try:
-                    with connect(self.settings.database_url, autocommit=True) as conn:
-                        self._serve(conn)
+                    url = self.settings.database_url
+                    with (
+                        connect(url, autocommit=True) as conn,
+                        connect(url, autocommit=True, durable=False) as claims,
+                    ):
+                        self._serve(conn, claims)
                 except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
                     self._set_connected(False, str(exc))
                     self.stopping.wait(self.backoff.next_delay())
@@ -122,15 +132,15 @@ class Listener:
             logger.info("listener stopped", extra={"worker": self.worker})
         return 0
 
-    def _serve(self, conn: Conn) -> None:
+    def _serve(self, conn: Conn, claims: Conn) -> None:
         check_schema(conn)
         conn.execute(f"LISTEN {CHANNEL}")
         self._set_connected(True)
         self.backoff.reset()
         # Whatever was announced while we were away is found by this first sweep.
         self._maybe_more = True
-        self._housekeeping(conn, time.monotonic(), force=True)
-        self._dispatch()
+        self._housekeeping(conn, claims, time.monotonic(), force=True)
+        self._dispatch(claims)
         while not self.stopping.is_set():
             now = time.monotonic()
             timeout = min(self.sweep_timer.remaining(now), self.reap_timer.remaining(now))
@@ -140,20 +150,19 @@ class Listener:
             notified = sum(1 for _ in conn.notifies(timeout=0))
             if notified:
                 self._maybe_more = True
-            self._housekeeping(conn, time.monotonic())
+            self._housekeeping(conn, claims, time.monotonic())
             if not self.stopping.is_set():
-                self._dispatch()
+                self._dispatch(claims)
 
-    def _housekeeping(self, conn: Conn, now: float, force: bool = False) -> None:
+    def _housekeeping(self, conn: Conn, claims: Conn, now: float, force: bool = False) -> None:
         if self.sweep_timer.fire(now) or force:
             # A round trip on the listening connection proves it is alive, not just idle.
             conn.execute("SELECT 1")
             self._maybe_more = True
         if self.reap_timer.fire(now) or force:
-            with pooled(self.settings.database_url) as pconn:
-                reaped = tasks.reap(
-                    pconn, self.settings.task_lease_seconds, self.settings.task_max_attempts
-                )
+            reaped = tasks.reap(
+                claims, self.settings.task_lease_seconds, self.settings.task_max_attempts
+            )
             if reaped.requeued or reaped.failed:
                 logger.warning(
                     "reaped tasks of lost workers",
@@ -163,21 +172,20 @@ class Listener:
         if self.retention_timer.fire(now):
             run_retention(self.settings)
 
-    def _dispatch(self) -> None:
+    def _dispatch(self, claims: Conn) -> None:
         if not self._maybe_more:
             return
         if self.invoker.claims_locally:
-            self._claim_and_start()
+            self._claim_and_start(claims)
         else:
-            self._invoke_fresh()
+            self._invoke_fresh(claims)
 
-    def _claim_and_start(self) -> None:
+    def _claim_and_start(self, claims: Conn) -> None:
         while not self.stopping.is_set():
             free = self.invoker.free_slots()
-            if free <= 0:
+            if free < self.invoker.claim_threshold():
                 return  # _maybe_more stays set: a finishing job wakes us to claim more
-            with pooled(self.settings.database_url) as conn:
-                claimed = tasks.claim_batch(conn, self.worker, self.types, free)
+            claimed = tasks.claim_batch(claims, self.worker, self.types, free)
             for task in claimed:
                 logger.info(
                     "task started",
@@ -193,12 +201,11 @@ class Listener:
                 self._maybe_more = False
                 return
 
-    def _invoke_fresh(self) -> None:
+    def _invoke_fresh(self, claims: Conn) -> None:
         now = time.monotonic()
         lease = self.settings.task_lease_seconds
         self._invoked_at = {tid: at for tid, at in self._invoked_at.items() if now - at < lease}
-        with pooled(self.settings.database_url) as conn:
-            fresh = tasks.sweep(conn, self.types, INVOKE_SCAN_LIMIT)
+        fresh = tasks.sweep(claims, self.types, INVOKE_SCAN_LIMIT)
         for task_id, task_type in fresh:
             # An invoked task stays fresh until its function claims it; don't invoke it again
             # before a lease has passed.
@@ -212,6 +219,9 @@ class Listener:
         with contextlib.suppress(BlockingIOError):
             while os.read(self._wake_r, 4096):
                 pass
+        # Cleared after draining: a wake() from now on writes a byte again, and one that came
+        # in between is served by the dispatch that follows.
+        self._wake_pending = False
 
     def _set_connected(self, connected: bool, error: str | None = None) -> None:
         """Log each change of connection state once, not on every retry."""

@@ -54,15 +54,18 @@ UPDATE tasks {_CLAIM_SET}
 RETURNING {TASK_COLUMNS}"""
 
 # Oldest first; SKIP LOCKED lets racing workers take disjoint batches instead of queueing on
-# each other's row locks. The outer `status = 'fresh'` is rechecked on the locked row version.
+# each other's row locks. The picked ids are MATERIALIZED: as a plain subquery the planner may
+# re-run it once per outer row, which claims far more than `limit` tasks.
 CLAIM_BATCH: LiteralString = f"""
-UPDATE tasks {_CLAIM_SET}
- WHERE id IN (SELECT id FROM tasks
-               WHERE status = 'fresh' AND type = ANY(%(types)s)
-               ORDER BY id LIMIT %(limit)s
-               FOR UPDATE SKIP LOCKED)
-   AND status = 'fresh'
-RETURNING {TASK_COLUMNS}"""
+WITH picked AS MATERIALIZED (
+    SELECT id FROM tasks
+     WHERE status = 'fresh' AND type = ANY(%(types)s)
+     ORDER BY id LIMIT %(limit)s
+     FOR UPDATE SKIP LOCKED
+)
+UPDATE tasks t {_CLAIM_SET}
+  FROM picked WHERE t.id = picked.id
+RETURNING {_T_COLUMNS}"""
 
 # Fresh tasks of some types, for a listener that hands them to invocations it does not claim for.
 SWEEP_FRESH: LiteralString = """
@@ -92,7 +95,21 @@ _END: LiteralString = """
  WHERE id = %(id)s AND worker = %(worker)s AND status = 'started'
 RETURNING id"""
 
-FINISH_TASK: LiteralString = "UPDATE tasks SET status = 'success', updated_on = now()" + _END
+# Marks many tasks a success in one statement (a worker finishing quick tasks commits them as a
+# group) and stores the results given for them; returns the ids this worker still owned.
+FINISH_TASKS: LiteralString = """
+WITH done AS (
+    UPDATE tasks SET status = 'success', updated_on = now()
+     WHERE id = ANY(%(ids)s) AND worker = %(worker)s AND status = 'started'
+    RETURNING id
+), stored AS (
+    INSERT INTO task_results (task_id, result, progress)
+    SELECT r.task_id, r.result, NULL
+      FROM jsonb_to_recordset(%(results)s::jsonb) AS r(task_id bigint, result jsonb)
+      JOIN done ON done.id = r.task_id
+    ON CONFLICT (task_id) DO UPDATE SET result = EXCLUDED.result, progress = NULL
+)
+SELECT id FROM done"""
 
 FAIL_TASK: LiteralString = (
     "UPDATE tasks SET status = 'failure', error = %(error)s, updated_on = now()" + _END

@@ -11,6 +11,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -19,11 +20,15 @@ from pydantic import ValidationError
 
 from booklogr_tasks import tasks
 from booklogr_tasks.db import get_pool, pooled
+from booklogr_tasks.finisher import Finisher
 from booklogr_tasks.heartbeat import HeartbeatMonitor, Lease, TaskLost
 from booklogr_tasks.jobs import JobContext, JobError, get_spec, known_types
 from booklogr_tasks.models import Task
 from booklogr_tasks.observability import logger
 from booklogr_tasks.settings import Settings, get_settings
+
+# execute()'s status for a success that waits for its group commit.
+FINISHING = "finishing"
 
 
 def worker_identity(nickname: str | None) -> str:
@@ -43,12 +48,21 @@ def describe_invalid(exc: ValidationError) -> str:
 class Runner:
     """Runs tasks for one worker identity; one per process is enough."""
 
-    def __init__(self, settings: Settings, worker: str, pool_size: int = 4) -> None:
+    def __init__(
+        self, settings: Settings, worker: str, pool_size: int = 4, group_commit: bool = False
+    ) -> None:
         self.settings = settings
         self.worker = worker
         self.database_url = settings.database_url
         get_pool(self.database_url, max_size=pool_size)
         self.monitor = HeartbeatMonitor(self.database_url, worker, settings.heartbeat_seconds)
+        self.finisher = Finisher(self.database_url, worker) if group_commit else None
+
+    def close(self) -> None:
+        """Record the successes still waiting for their group commit; stop the heartbeat."""
+        if self.finisher is not None:
+            self.finisher.close()
+        self.monitor.stop()
 
     def run_by_id(self, task_id: int, types: list[str] | None = None) -> str:
         """Claim the task if it is still fresh, then run it; "skipped" when it is not fresh."""
@@ -64,10 +78,12 @@ class Runner:
         """Run a task this worker has claimed; returns the status it ended in."""
         started = time.perf_counter()
         lease = self.monitor.hold(task.id)
+        status = "started"
         try:
             status = self._run_job(task, lease, started)
         finally:
-            self.monitor.drop(task.id)
+            if status != FINISHING:  # a group commit drops the lease once it has committed
+                self.monitor.drop(task.id)
         return status
 
     def _run_job(self, task: Task, lease: Lease, started: float) -> str:
@@ -86,6 +102,9 @@ class Runner:
         try:
             outcome = spec.run(ctx, payload)
             lease.check()
+            if self.finisher is not None and outcome.publish is None:
+                self.finisher.submit(task.id, outcome.result, self._on_group_commit(task, started))
+                return FINISHING
             try:
                 with pooled(self.database_url) as conn:
                     if not tasks.finish_task(conn, task.id, self.worker, outcome.result):
@@ -114,6 +133,13 @@ class Runner:
             return self._fail(task, f"internal error ({type(exc).__name__}): {exc}", started)
         self._log("success", task, started)
         return "success"
+
+    def _on_group_commit(self, task: Task, started: float) -> Callable[[bool], None]:
+        def done(recorded: bool) -> None:
+            self.monitor.drop(task.id)
+            self._log("success" if recorded else "lost", task, started)
+
+        return done
 
     def _fail(
         self, task: Task, error: str, started: float, result: dict[str, Any] | None = None

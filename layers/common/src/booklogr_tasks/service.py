@@ -26,7 +26,7 @@ def build_listener(
         # Each function claims and runs its own task; this process only invokes.
         return Listener(settings, served, worker, LambdaInvoker(settings))
     # The pool serves the jobs, the claims and the heartbeat.
-    runner = Runner(settings, worker, pool_size=concurrency + 2)
+    runner = Runner(settings, worker, pool_size=concurrency + 3, group_commit=True)
     in_process = InProcessInvoker(runner, concurrency)
     listener = Listener(settings, served, worker, in_process)
     in_process.on_done = listener.wake

@@ -90,10 +90,19 @@ def heartbeat(conn: Conn, worker: str, progress: dict[int, dict[str, Any] | None
 
 def finish_task(conn: Conn, task_id: int, worker: str, result: dict[str, Any] | None) -> bool:
     """Mark success and store the result; False (nothing changed) if the worker lost the task."""
-    if conn.execute(queries.FINISH_TASK, {"id": task_id, "worker": worker}).fetchone() is None:
-        return False
-    conn.execute(queries.STORE_RESULT, {"id": task_id, "result": Jsonb(result)})
-    return True
+    return task_id in finish_tasks(conn, worker, {task_id: result})
+
+
+def finish_tasks(conn: Conn, worker: str, results: dict[int, dict[str, Any] | None]) -> set[int]:
+    """Mark these tasks a success in one statement; return the ids this worker still owned."""
+    stored = [
+        {"task_id": tid, "result": result} for tid, result in results.items() if result is not None
+    ]
+    rows = conn.execute(
+        queries.FINISH_TASKS,
+        {"ids": list(results), "worker": worker, "results": Jsonb(stored)},
+    ).fetchall()
+    return {int(row["id"]) for row in rows}
 
 
 def fail_task(
