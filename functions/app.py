@@ -219,5 +219,7 @@ def _task_function(task_type: str) -> Callable[[Any, Any], dict[str, Any]]:
     return run
 
 
+# Each handler must be a module attribute: the deployed function's Handler is `app.run_<type>`.
 for _task_type in sorted(REGISTRY):
-    app.lambda_function(name=_task_type)(_task_function(_task_type))
+    _handler = _task_function(_task_type)
+    globals()[_handler.__name__] = app.lambda_function(name=_task_type)(_handler)

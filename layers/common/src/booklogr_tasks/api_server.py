@@ -32,7 +32,7 @@ def functions_dir() -> Path:
     candidates = (
         [Path(given)]
         if given
-        else [Path(__file__).resolve().parents[3] / "functions", Path.cwd() / "functions"]
+        else [Path(__file__).resolve().parents[4] / "functions", Path.cwd() / "functions"]
     )
     for folder in candidates:
         if (folder / "app.py").is_file() and (folder / ".chalice" / "config.json").is_file():
@@ -53,6 +53,10 @@ def serve(host: str, port: int) -> int:
     from chalice.local import ChaliceRequestHandler
 
     class AnyMethodHandler(ChaliceRequestHandler):
+        # Headers and body leave in two writes; with Nagle's algorithm on, a keep-alive
+        # client's delayed ACK then stalls every response by ~40 ms.
+        disable_nagle_algorithm = True
+
         # http.server answers methods Chalice's handler does not list (TRACE, QUERY, ...) with
         # an HTML 501; pass them to the app instead, which answers 405 in the API's error shape.
         def __getattr__(self, name: str) -> Any:
