@@ -26,13 +26,13 @@ def noop(ctx: JobContext, payload: OwnerPayload) -> Outcome:
     return Outcome(result=None)
 
 
-register(
+SPECS = [
     JobSpec(
         task_type="test_sleep", payload_model=SleepPayload, run=sleep, summary="test only: sleep"
-    )
-)
-register(
+    ),
     JobSpec(
         task_type="test_noop", payload_model=OwnerPayload, run=noop, summary="test only: nothing"
-    )
-)
+    ),
+]
+for _spec in SPECS:
+    register(_spec)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,24 @@ from booklogr_tasks.retention import run_retention
 from booklogr_tasks.runner import Runner
 from booklogr_tasks.settings import load_settings
 
-import tests.jobs_for_tests  # noqa: F401  (registers test_sleep in this process too)
 from tests.helpers import insert_task, seed_books, service, task_row, wait_until
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def test_job_types() -> Iterator[None]:
+    """The test-only job types in this process too, for this test alone (other tests compare
+    the registry with what is deployed)."""
+    from booklogr_tasks.jobs import REGISTRY
+
+    from tests import jobs_for_tests
+
+    for spec in jobs_for_tests.SPECS:
+        REGISTRY[spec.task_type] = spec
+    yield
+    for spec in jobs_for_tests.SPECS:
+        REGISTRY.pop(spec.task_type, None)
 
 
 @pytest.fixture
@@ -228,7 +243,7 @@ def test_sigterm_releases_a_long_job_after_the_grace_period(
 
 
 def test_lost_lease_stops_the_job_and_the_late_finish_changes_nothing(
-    fenv: dict[str, str], conn: Any, db_url: str
+    fenv: dict[str, str], conn: Any, db_url: str, test_job_types: None
 ) -> None:
     settings = load_settings({**fenv, "TASK_LEASE_SECONDS": "0.4"})
     task_id = insert_task(conn, "test_sleep", {"owner_id": 1, "seconds": 30}, 1)
