@@ -38,11 +38,12 @@ SHELVES = {
 DID_NOT_FINISH_SHELVES = frozenset({"did-not-finish", "dnf", "abandoned"})
 
 REQUIRED = ("Title", "Author", "ISBN", "ISBN13", "My Rating", "Exclusive Shelf")
+_FORMULA = re.compile(r'\s*="(.*)"\s*')
 
 
 def formula_text(cell: str) -> str:
     """Goodreads writes ISBNs as spreadsheet formulas: ="0547928220"; an absent one is ="" ."""
-    match = re.fullmatch(r'\s*="(.*)"\s*', cell)
+    match = _FORMULA.fullmatch(cell)
     return match[1] if match else cell
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 from booklogr_tasks.db import Conn, pooled
@@ -36,7 +37,7 @@ class RowInvalid(ValueError):
     """A row that cannot be imported; the message is the reason shown to the user."""
 
 
-@dataclass
+@dataclass(slots=True)
 class NoteIn:
     content: str
     quote_page: int | None = None
@@ -44,7 +45,7 @@ class NoteIn:
     created_on: datetime | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class BookIn:
     row: int
     title: str
@@ -59,16 +60,21 @@ class BookIn:
     notes: list[NoteIn] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class Record:
     """One data row of the file, read by column name."""
 
     row: int
-    cells: dict[str, str]
+    cells: list[str]
+    # Casefolded column name → index of its first occurrence; one dict shared by every row.
+    columns: dict[str, int]
     problem: str | None = None  # why the row cannot be read at all
 
     def get(self, column: str) -> str:
-        return self.cells.get(column.casefold(), "")
+        index = self.columns.get(column)
+        if index is None:
+            index = self.columns.get(column.casefold())
+        return "" if index is None else self.cells[index]
 
 
 class Remarks:
@@ -143,8 +149,9 @@ def read_records(text: str, fmt: ImportFormat) -> list[Record]:
         header = next(reader, None)
         if header is None or not any(cell.strip() for cell in header):
             raise JobError(f"the file is empty: expected a {fmt.name} with a header row")
-        columns = [cell.strip().casefold() for cell in header]
-        missing = [c for c in fmt.required if c.casefold() not in columns]
+        columns = [cell.strip() for cell in header]
+        folded = {c.casefold() for c in columns}
+        missing = [c for c in fmt.required if c.casefold() not in folded]
         if missing:
             raise JobError(
                 f"this is not a {fmt.name}: required column{'s' if len(missing) > 1 else ''} "
@@ -156,18 +163,21 @@ def read_records(text: str, fmt: ImportFormat) -> list[Record]:
 
 
 def _records(reader: Iterator[list[str]], columns: list[str]) -> Iterator[Record]:
+    # Names as written and casefolded; a repeated column name counts once, first wins.
+    index: dict[str, int] = {}
+    for position, name in enumerate(columns):
+        index.setdefault(name.casefold(), position)
+    for name in columns:
+        index.setdefault(name, index[name.casefold()])
+    width = len(columns)
     for row, cells in enumerate(reader, start=2):
         if not cells:
             continue  # a blank line holds no row
-        extra = cells[len(columns) :]
-        if len(cells) < len(columns) or any(c.strip() for c in extra):
-            problem = f"the row has {len(cells)} cells where the header has {len(columns)}"
-            yield Record(row, {}, problem)
+        if len(cells) < width or (len(cells) > width and any(c.strip() for c in cells[width:])):
+            problem = f"the row has {len(cells)} cells where the header has {width}"
+            yield Record(row, [], {}, problem)
             continue
-        named: dict[str, str] = {}
-        for name, cell in zip(columns, cells, strict=False):
-            named.setdefault(name, cell)  # a repeated column name counts once, first wins
-        yield Record(row, named)
+        yield Record(row, cells, index)
 
 
 def check_text(text: str) -> None:
@@ -194,6 +204,13 @@ def _line_of(text: str, index: int) -> int:
 
 # --- reading cells ------------------------------------------------------------------------------
 
+_WHOLE = re.compile(r"[0-9]{1,10}")
+_DECIMAL = re.compile(r"[0-9]{1,3}(\.[0-9]+)?")
+_DAY = re.compile(r"([0-9]{4})[/-]([0-9]{1,2})[/-]([0-9]{1,2})")
+_ISBN_PUNCTUATION = re.compile(r"[\s-]")
+_BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
+_NOT_ISBN_DIGIT = re.compile(r"[^0-9X]")
+
 
 def text_or_none(value: str) -> str | None:
     value = value.strip()
@@ -211,21 +228,23 @@ def clean(value: str, what: str) -> str:
     return value
 
 
+@lru_cache(maxsize=4096)  # files repeat the same few values; results are immutable
 def whole_number(value: str, what: str) -> int | None:
     value = value.strip()
     if not value:
         return None
-    if not re.fullmatch(r"[0-9]{1,10}", value) or int(value) > _MAX_INT:
+    if not _WHOLE.fullmatch(value) or int(value) > _MAX_INT:
         raise RowInvalid(f"{what} {value!r} is not a whole number from 0 to {_MAX_INT}")
     return int(value)
 
 
+@lru_cache(maxsize=4096)  # files repeat the same few values; results are immutable
 def rating(value: str, what: str, zero_is_unrated: bool = False) -> Decimal | None:
     """A rating from 0 to 5 in hundredths (BookLogr's numeric(3,2))."""
     value = value.strip()
     if not value:
         return None
-    if not re.fullmatch(r"[0-9]{1,3}(\.[0-9]+)?", value):
+    if not _DECIMAL.fullmatch(value):
         raise RowInvalid(f"{what} {value!r} is not a number")
     number = Decimal(value)
     try:
@@ -239,12 +258,13 @@ def rating(value: str, what: str, zero_is_unrated: bool = False) -> Decimal | No
     return number.quantize(Decimal("0.01"))
 
 
+@lru_cache(maxsize=4096)  # files repeat the same few values; results are immutable
 def day(value: str, what: str) -> datetime | None:
     """A date as Goodreads and The StoryGraph write it: 2021/03/04 (or 2021-03-04)."""
     value = value.strip()
     if not value:
         return None
-    match = re.fullmatch(r"([0-9]{4})[/-]([0-9]{1,2})[/-]([0-9]{1,2})", value)
+    match = _DAY.fullmatch(value)
     try:
         if match is None:
             raise ValueError
@@ -274,13 +294,13 @@ _ISBN = re.compile(r"[0-9]{9}[0-9X]|[0-9]{13}")
 
 def isbn_or_none(value: str) -> str | None:
     """The ISBN in `value` without hyphens or spaces, None when it is not an ISBN."""
-    compact = re.sub(r"[\s-]", "", value).upper()
+    compact = _ISBN_PUNCTUATION.sub("", value).upper()
     return compact if _ISBN.fullmatch(compact) else None
 
 
 def paragraphs(html_text: str) -> str:
     """Review text as plain lines: Goodreads writes line breaks as <br/>."""
-    return re.sub(r"<br\s*/?>", "\n", html_text, flags=re.IGNORECASE).strip()
+    return _BR.sub("\n", html_text).strip()
 
 
 def started_or_finished(status: str, total_pages: int | None) -> int:
@@ -292,9 +312,11 @@ def started_or_finished(status: str, total_pages: int | None) -> int:
 
 # A duplicate is the same owner and ISBN, however the ISBN was punctuated.
 DUPLICATE_KEY = "upper(regexp_replace(isbn, '[^0-9Xx]', '', 'g'))"
+# The keys travel as one newline-separated text: adapting a list of 100k strings costs more
+# than the query. Keys hold only digits and X.
 EXISTING_ISBNS = f"""
 SELECT DISTINCT {DUPLICATE_KEY} AS isbn FROM books
- WHERE owner_id = %(owner)s AND {DUPLICATE_KEY} = ANY(%(isbns)s)"""
+ WHERE owner_id = %(owner)s AND {DUPLICATE_KEY} = ANY(string_to_array(%(isbns)s, E'\\n'))"""
 
 # BookLogr's books.owner_id references profiles.owner_id: such databases need the profile first.
 PROFILE_REQUIRED = """
@@ -325,14 +347,14 @@ COPY_NOTES = "COPY notes (book_id, content, quote_page, visibility, created_on) 
 def duplicate_key(book: BookIn) -> str | None:
     if book.isbn is None:
         return None
-    key = re.sub(r"[^0-9X]", "", book.isbn.upper())
+    key = _NOT_ISBN_DIGIT.sub("", book.isbn.upper())
     return key or None
 
 
 def existing_isbns(conn: Conn, owner_id: int, keys: Sequence[str]) -> set[str]:
     if not keys:
         return set()
-    rows = conn.execute(EXISTING_ISBNS, {"owner": owner_id, "isbns": list(keys)}).fetchall()
+    rows = conn.execute(EXISTING_ISBNS, {"owner": owner_id, "isbns": "\n".join(keys)}).fetchall()
     return {row["isbn"] for row in rows}
 
 
