@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from booklogr_tasks.jobs import register
-from booklogr_tasks.jobs.base import JobContext, JobSpec, Outcome
 from booklogr_tasks.jobs.books import CSV_COLUMNS, unneutralise
 from booklogr_tasks.jobs.importing import (
     READING_STATUSES,
@@ -23,12 +21,11 @@ from booklogr_tasks.jobs.importing import (
     RowInvalid,
     clean,
     rating,
-    run_import,
+    register_import,
     text_or_none,
     timestamp,
     whole_number,
 )
-from booklogr_tasks.models import ImportPayload
 
 _STATUSES = {s.casefold(): s for s in READING_STATUSES}
 
@@ -100,15 +97,8 @@ def _note(item: Any, number: int) -> NoteIn:
 FORMAT = ImportFormat(name="BookLogr CSV", required=CSV_COLUMNS, convert=convert)
 
 
-def run(ctx: JobContext, payload: ImportPayload) -> Outcome:
-    return run_import(ctx, payload, FORMAT)
-
-
-SPEC = register(
-    JobSpec(
-        task_type="booklogr_csv_import",
-        payload_model=ImportPayload,
-        run=run,
-        summary="Import BookLogr's own CSV (as csv_export writes it), notes included.",
-    )
+SPEC = register_import(
+    "booklogr_csv_import",
+    FORMAT,
+    "Import BookLogr's own CSV (as csv_export writes it), notes included.",
 )

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from booklogr_tasks.db import Conn
-from booklogr_tasks.jobs import register
-from booklogr_tasks.jobs.base import JobContext, JobSpec, Outcome
+from booklogr_tasks.jobs.base import JobContext
 from booklogr_tasks.jobs.books import csv_select
-from booklogr_tasks.jobs.exporting import run_export
-from booklogr_tasks.models import ExportPayload
+from booklogr_tasks.jobs.exporting import register_export
 from booklogr_tasks.storage import PendingExport
 
 # The server formats every row (RFC 4180 quoting, UTF-8); Python only moves the bytes along.
@@ -27,16 +25,9 @@ def write_csv(conn: Conn, ctx: JobContext, owner_id: int, sink: PendingExport) -
     return max(rows, 0)
 
 
-def run(ctx: JobContext, payload: ExportPayload) -> Outcome:
-    return run_export(ctx, payload, "csv", write_csv)
-
-
-SPEC = register(
-    JobSpec(
-        task_type="csv_export",
-        payload_model=ExportPayload,
-        run=run,
-        summary="All of the owner's books as BookLogr's CSV (notes as a JSON array).",
-        export_format="csv",
-    )
+SPEC = register_export(
+    "csv_export",
+    "csv",
+    write_csv,
+    "All of the owner's books as BookLogr's CSV (notes as a JSON array).",
 )

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from booklogr_tasks import tasks
 from booklogr_tasks.db import Conn, pooled
-from booklogr_tasks.jobs.base import JobContext, Outcome
+from booklogr_tasks.jobs.base import JobContext, JobSpec, Outcome
 from booklogr_tasks.models import ExportPayload
 from booklogr_tasks.storage import PendingExport, export_key, export_store
 
@@ -47,4 +48,22 @@ def run_export(ctx: JobContext, payload: ExportPayload, fmt: str, write: ExportW
         },
         publish=publish,
         discard=pending.discard,
+    )
+
+
+def register_export(task_type: str, fmt: str, write: ExportWriter, summary: str) -> JobSpec[Any]:
+    """Register an export type: its payload is the owner alone, its job run_export()."""
+    from booklogr_tasks.jobs import register
+
+    def run(ctx: JobContext, payload: ExportPayload) -> Outcome:
+        return run_export(ctx, payload, fmt, write)
+
+    return register(
+        JobSpec(
+            task_type=task_type,
+            payload_model=ExportPayload,
+            run=run,
+            summary=summary,
+            export_format=fmt,
+        )
     )

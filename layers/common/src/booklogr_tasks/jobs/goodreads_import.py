@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import re
 
-from booklogr_tasks.jobs import register
-from booklogr_tasks.jobs.base import JobContext, JobSpec, Outcome
 from booklogr_tasks.jobs.importing import (
     BookIn,
     ImportFormat,
@@ -23,11 +21,10 @@ from booklogr_tasks.jobs.importing import (
     isbn_or_none,
     paragraphs,
     rating,
-    run_import,
+    register_import,
     started_or_finished,
     whole_number,
 )
-from booklogr_tasks.models import ImportPayload
 
 SHELVES = {
     "read": "Read",
@@ -111,15 +108,8 @@ def convert(record: Record, remarks: Remarks) -> BookIn:
 FORMAT = ImportFormat(name="Goodreads library export", required=REQUIRED, convert=convert)
 
 
-def run(ctx: JobContext, payload: ImportPayload) -> Outcome:
-    return run_import(ctx, payload, FORMAT)
-
-
-SPEC = register(
-    JobSpec(
-        task_type="goodreads_import",
-        payload_model=ImportPayload,
-        run=run,
-        summary="Import Goodreads' library export (shelves, ratings, reviews and private notes).",
-    )
+SPEC = register_import(
+    "goodreads_import",
+    FORMAT,
+    "Import Goodreads' library export (shelves, ratings, reviews and private notes).",
 )

@@ -14,11 +14,9 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, Template
 
 from booklogr_tasks.db import Conn
-from booklogr_tasks.jobs import register
-from booklogr_tasks.jobs.base import JobContext, JobSpec, Outcome
+from booklogr_tasks.jobs.base import JobContext
 from booklogr_tasks.jobs.books import NOTES_JSON
-from booklogr_tasks.jobs.exporting import COUNT_BOOKS, run_export
-from booklogr_tasks.models import ExportPayload
+from booklogr_tasks.jobs.exporting import COUNT_BOOKS, register_export
 from booklogr_tasks.storage import PendingExport
 
 BOOKS = f"""
@@ -73,16 +71,9 @@ def write_html(conn: Conn, ctx: JobContext, owner_id: int, sink: PendingExport) 
     return written
 
 
-def run(ctx: JobContext, payload: ExportPayload) -> Outcome:
-    return run_export(ctx, payload, "html", write_html)
-
-
-SPEC = register(
-    JobSpec(
-        task_type="html_export",
-        payload_model=ExportPayload,
-        run=run,
-        summary="All of the owner's books as one self-contained HTML page, printable.",
-        export_format="html",
-    )
+SPEC = register_export(
+    "html_export",
+    "html",
+    write_html,
+    "All of the owner's books as one self-contained HTML page, printable.",
 )

@@ -21,7 +21,7 @@ from functools import lru_cache
 from typing import Any
 
 from booklogr_tasks.db import Conn, pooled
-from booklogr_tasks.jobs.base import JobContext, JobError, Outcome
+from booklogr_tasks.jobs.base import JobContext, JobError, JobSpec, Outcome
 from booklogr_tasks.models import ImportPayload
 
 READING_STATUSES = ("Read", "Currently reading", "To be read", "Did not finish")
@@ -444,3 +444,15 @@ def _first_of_each_isbn(books: list[BookIn]) -> tuple[list[BookIn], list[BookIn]
             seen.add(key)
         kept.append(book)
     return kept, repeated
+
+
+def register_import(task_type: str, fmt: ImportFormat, summary: str) -> JobSpec[Any]:
+    """Register an import type: the shared payload, run_import() with this file format."""
+    from booklogr_tasks.jobs import register
+
+    def run(ctx: JobContext, payload: ImportPayload) -> Outcome:
+        return run_import(ctx, payload, fmt)
+
+    return register(
+        JobSpec(task_type=task_type, payload_model=ImportPayload, run=run, summary=summary)
+    )

@@ -7,11 +7,9 @@ batches, so memory stays flat however large the library.
 from __future__ import annotations
 
 from booklogr_tasks.db import Conn
-from booklogr_tasks.jobs import register
-from booklogr_tasks.jobs.base import JobContext, JobSpec, Outcome
+from booklogr_tasks.jobs.base import JobContext
 from booklogr_tasks.jobs.books import NOTES_JSON
-from booklogr_tasks.jobs.exporting import run_export
-from booklogr_tasks.models import ExportPayload
+from booklogr_tasks.jobs.exporting import register_export
 from booklogr_tasks.storage import PendingExport
 
 BOOKS_JSON = f"""
@@ -41,16 +39,9 @@ def write_json(conn: Conn, ctx: JobContext, owner_id: int, sink: PendingExport) 
     return rows
 
 
-def run(ctx: JobContext, payload: ExportPayload) -> Outcome:
-    return run_export(ctx, payload, "json", write_json)
-
-
-SPEC = register(
-    JobSpec(
-        task_type="json_export",
-        payload_model=ExportPayload,
-        run=run,
-        summary="All of the owner's books as a JSON array, each with its notes, exact values.",
-        export_format="json",
-    )
+SPEC = register_export(
+    "json_export",
+    "json",
+    write_json,
+    "All of the owner's books as a JSON array, each with its notes, exact values.",
 )

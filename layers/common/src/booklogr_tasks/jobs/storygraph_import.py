@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import re
 
-from booklogr_tasks.jobs import register
-from booklogr_tasks.jobs.base import JobContext, JobSpec, Outcome
 from booklogr_tasks.jobs.importing import (
     BookIn,
     ImportFormat,
@@ -23,10 +21,9 @@ from booklogr_tasks.jobs.importing import (
     isbn_or_none,
     paragraphs,
     rating,
-    run_import,
+    register_import,
     text_or_none,
 )
-from booklogr_tasks.models import ImportPayload
 
 STATUSES = {
     "read": "Read",
@@ -86,15 +83,8 @@ def convert(record: Record, remarks: Remarks) -> BookIn:
 FORMAT = ImportFormat(name="StoryGraph export", required=REQUIRED, convert=convert)
 
 
-def run(ctx: JobContext, payload: ImportPayload) -> Outcome:
-    return run_import(ctx, payload, FORMAT)
-
-
-SPEC = register(
-    JobSpec(
-        task_type="storygraph_import",
-        payload_model=ImportPayload,
-        run=run,
-        summary="Import The StoryGraph's export (read status, star ratings, reviews).",
-    )
+SPEC = register_import(
+    "storygraph_import",
+    FORMAT,
+    "Import The StoryGraph's export (read status, star ratings, reviews).",
 )
