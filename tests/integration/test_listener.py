@@ -116,3 +116,12 @@ def test_sigterm_exits_zero(env: dict[str, str], tmp_path: Path) -> None:
         wait_until(lambda: "listening" in listener.log(), what="listener up")
         listener.proc.send_signal(signal.SIGINT)
         assert listener.proc.wait(20) == 0
+
+
+@pytest.mark.parametrize("command", [["listen"], ["api", "--port", "0"]])
+def test_unmigrated_database_stops_with_the_command_to_run(
+    command: list[str], env: dict[str, str], empty_db_url: str, tmp_path: Path
+) -> None:
+    with service(command, {**env, "DATABASE_URL": empty_db_url}, tmp_path / "s.log") as proc:
+        assert proc.proc.wait(30) == 3
+        assert "run `booklogr-tasks migrate`" in proc.log()

@@ -17,8 +17,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import psycopg
+
 from booklogr_tasks.auth import ensure_configured
-from booklogr_tasks.db import close_pools
+from booklogr_tasks.db import close_pools, connect
+from booklogr_tasks.migrate import check_schema
+from booklogr_tasks.observability import logger
 from booklogr_tasks.settings import SettingsError, get_settings
 
 STAGE = "local"
@@ -43,9 +47,24 @@ def functions_dir() -> Path:
     )
 
 
+def check_schema_if_reachable(database_url: str) -> None:
+    """SchemaOutOfDate (naming the command to run) when migrations are missing. A database that
+    does not answer yet is no reason to refuse: the API answers 503 until it does."""
+    try:
+        with connect(database_url) as conn:
+            check_schema(conn)
+    except psycopg.OperationalError as exc:
+        logger.warning(
+            "database not reachable at start; serving 503 until it is", extra={"error": str(exc)}
+        )
+
+
 def serve(host: str, port: int) -> int:
-    """Serve until SIGTERM or SIGINT; refuses to start when nobody could be authenticated."""
-    ensure_configured(get_settings())
+    """Serve until SIGTERM or SIGINT; refuses to start when nobody could be authenticated or
+    the database's schema is older than this code."""
+    settings = get_settings()
+    ensure_configured(settings)
+    check_schema_if_reachable(settings.database_url)
     project = functions_dir()
 
     from chalice.cli import create_local_server
