@@ -1,0 +1,55 @@
+"""The `queue` and `migrate` commands as a user runs them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+from tests.helpers import insert_task
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "booklogr_tasks.cli", *args],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_queue_shows_counts_and_the_oldest_of_each_state(env: dict[str, str], conn: Any) -> None:
+    waiting = [insert_task(conn, "csv_export", {"owner_id": 1}, 1) for _ in range(3)]
+    failed = insert_task(conn, "goodreads_import", {"owner_id": 2}, 2)
+    conn.execute(
+        "UPDATE tasks SET status = 'failure', error = 'the file is not a Goodreads export', "
+        "worker = 'w', attempts = 1 WHERE id = %s",
+        (failed,),
+    )
+    out = _run(["queue"], env)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["type", "status", "count", "oldest", "created"]
+    assert any(line.split()[:3] == ["csv_export", "fresh", "3"] for line in lines)
+    assert any(line.split()[:3] == ["goodreads_import", "failure", "1"] for line in lines)
+    assert "oldest waiting:" in out.stdout and "oldest failed:" in out.stdout
+    assert "the file is not a Goodreads export" in out.stdout
+    assert str(waiting[0]) in out.stdout
+
+
+def test_queue_of_an_empty_database(env: dict[str, str]) -> None:
+    out = _run(["queue"], env)
+    assert (out.returncode, out.stdout) == (0, "no tasks\n")
+
+
+def test_migrate_reports_what_it_applied_then_nothing(
+    env: dict[str, str], empty_db_url: str
+) -> None:
+    first = _run(["migrate"], {**env, "DATABASE_URL": empty_db_url})
+    assert first.returncode == 0 and first.stdout.startswith("applied: 0001_tasks.sql")
+    second = _run(["migrate"], {**env, "DATABASE_URL": empty_db_url})
+    assert (second.returncode, second.stdout) == (0, "schema is up to date\n")
+
+
+def test_bad_configuration_is_named(env: dict[str, str]) -> None:
+    out = _run(["queue"], {**env, "TASK_LEASE_SECONDS": "soon"})
+    assert out.returncode == 2
+    assert "TASK_LEASE_SECONDS" in out.stderr and "Traceback" not in out.stderr
