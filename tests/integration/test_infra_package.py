@@ -139,7 +139,7 @@ def test_layer_holds_the_shared_package_and_the_function_zip_only_the_app(built:
     assert not any(name.startswith("booklogr_tasks/") for name in app_names)
 
 
-def test_exports_bucket_is_private_and_expires_what_it_holds(template: dict[str, Any]) -> None:
+def test_exports_bucket_is_private_and_aborts_abandoned_uploads(template: dict[str, Any]) -> None:
     bucket = template["Resources"]["ExportsBucket"]
     assert bucket["Type"] == "AWS::S3::Bucket"
     props = bucket["Properties"]
@@ -147,7 +147,8 @@ def test_exports_bucket_is_private_and_expires_what_it_holds(template: dict[str,
     assert len(props["PublicAccessBlockConfiguration"]) == 4
     (rule,) = props["LifecycleConfiguration"]["Rules"]
     assert rule["Status"] == "Enabled"
-    assert rule["ExpirationInDays"] == {"Ref": "ExportExpiryDays"}
+    # Retention keeps each user's newest exports however old: S3 must not expire them.
+    assert "ExpirationInDays" not in rule
     assert rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] >= 1
 
 
