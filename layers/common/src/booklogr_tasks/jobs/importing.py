@@ -10,10 +10,12 @@ Rows are numbered like a spreadsheet shows them: the header is row 1.
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -119,8 +121,30 @@ class Parsed:
 Progress = Callable[[int, int], None]
 
 
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cycle collector while a file becomes objects.
+
+    Parsing makes hundreds of thousands of small acyclic objects, and each few hundred
+    allocations trigger a collection that walks the ones made so far: more than half of the
+    time of a 100k-row parse. Nothing made here forms a cycle, so nothing waits on the pause.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def parse(text: str, fmt: ImportFormat, progress: Progress | None = None) -> Parsed:
     """Every book of the file, or JobError when the file is not what `fmt` describes."""
+    with _no_cyclic_gc():
+        return _parse(text, fmt, progress)
+
+
+def _parse(text: str, fmt: ImportFormat, progress: Progress | None) -> Parsed:
     records = read_records(text, fmt)
     remarks = Remarks()
     books: list[BookIn] = []
@@ -403,11 +427,12 @@ def run_import(ctx: JobContext, payload: ImportPayload, fmt: ImportFormat) -> Ou
     books, in_file = parsed.books, list[BookIn]()
     if not payload.allow_duplicates:
         books, in_file = _first_of_each_isbn(parsed.books)
-    keys = sorted({k for b in books if (k := duplicate_key(b)) is not None})
+    keyed = [(duplicate_key(b), b) for b in books]
+    keys = sorted({k for k, _ in keyed if k is not None})
     with pooled(ctx.settings.database_url) as conn:
         existing = set() if payload.allow_duplicates else existing_isbns(conn, owner, keys)
-    to_load = [b for b in books if duplicate_key(b) not in existing]
-    in_library = [b for b in books if duplicate_key(b) in existing]
+    to_load = [b for k, b in keyed if k not in existing]
+    in_library = [b for k, b in keyed if k in existing]
     duplicates = sorted([b.row for b in in_file] + [b.row for b in in_library])
 
     result: dict[str, Any] = {
