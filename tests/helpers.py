@@ -203,3 +203,23 @@ def task_row(conn: psycopg.Connection[Any], task_id: int) -> dict[str, Any]:
         row = cur.execute("SELECT * FROM tasks WHERE id = %s", (task_id,)).fetchone()
     assert row is not None
     return row
+
+
+def library_of(
+    conn: psycopg.Connection[Any], owner_id: int, with_ids: bool = True
+) -> list[dict[str, Any]]:
+    """The owner's books as stored, oldest first, each with its notes (oldest first)."""
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        books = cur.execute(
+            """SELECT id, title, subtitle, isbn, author, description, reading_status,
+                      current_page, total_pages, rating, created_on
+                 FROM books WHERE owner_id = %s ORDER BY id""",
+            (owner_id,),
+        ).fetchall()
+        for book in books:
+            book["notes"] = cur.execute(
+                """SELECT content, quote_page, visibility, created_on FROM notes
+                    WHERE book_id = %s ORDER BY id""",
+                (book["id"] if with_ids else book.pop("id"),),
+            ).fetchall()
+    return books

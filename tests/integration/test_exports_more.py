@@ -12,7 +12,7 @@ from typing import Any
 from booklogr_tasks.runner import Runner
 from booklogr_tasks.settings import Settings
 
-from tests.helpers import insert_task, seed_books, task_row
+from tests.helpers import insert_task, library_of, seed_books, task_row
 
 HOSTILE = {
     "title": "<script>alert('title')</script>",
@@ -48,21 +48,6 @@ def _hostile_book(conn: Any, owner: int) -> None:
     )
 
 
-def _db_books(conn: Any, owner: int) -> list[dict[str, Any]]:
-    books = conn.execute(
-        """SELECT id, title, subtitle, isbn, author, description, reading_status, current_page,
-                  total_pages, rating, created_on FROM books WHERE owner_id = %s ORDER BY id""",
-        (owner,),
-    ).fetchall()
-    for book in books:
-        book["notes"] = conn.execute(
-            """SELECT content, quote_page, visibility, created_on FROM notes
-                WHERE book_id = %s ORDER BY id""",
-            (book["id"],),
-        ).fetchall()
-    return books
-
-
 def _as_db_values(book: dict[str, Any]) -> dict[str, Any]:
     def when(value: str | None) -> datetime | None:
         return None if value is None else datetime.fromisoformat(value)
@@ -86,7 +71,7 @@ def test_json_equals_the_database(settings: Settings, conn: Any, export_folder: 
 
     text = _file(conn, export_folder, "json_export", task_id).read_text(encoding="utf-8")
     exported = json.loads(text, parse_float=Decimal)
-    assert [_as_db_values(b) for b in exported] == _db_books(conn, 5)
+    assert [_as_db_values(b) for b in exported] == library_of(conn, 5)
     assert any(n["visibility"] == "public" for b in exported for n in b["notes"])
     # Exact values: the formula-looking titles are not neutralised.
     assert '=HYPERLINK("http://evil")' in {b["title"] for b in exported}
