@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from booklogr_tasks.invoker import LocalInvoker, RemoteInvoker
 from booklogr_tasks.jobs import known_types
 from booklogr_tasks.lambda_invoker import LambdaInvoker, lambda_client
 from booklogr_tasks.listener import Listener
@@ -131,7 +132,7 @@ def test_aws_refusal_leaves_the_task_fresh_and_a_later_sweep_runs_it(
     second = insert_task(conn, "csv_export", {"owner_id": 3}, created_by=3)
 
     for _ in range(3):  # three sweeps while AWS refuses
-        listener._invoke_fresh(conn)
+        listener._invoke_fresh(invoker, conn)
         clock.now += lambda_settings.task_sweep_seconds
     assert set(spy.task_ids()) == {first}, "the second task must not be tried while refused"
     for task_id in (first, second):
@@ -141,7 +142,7 @@ def test_aws_refusal_leaves_the_task_fresh_and_a_later_sweep_runs_it(
 
     spy.failing.clear()  # AWS recovers
     spy.calls.clear()
-    listener._invoke_fresh(conn)
+    listener._invoke_fresh(invoker, conn)
     assert sorted(spy.task_ids(function)) == [first, second]
     assert "lambda invoke works again" in caplog.messages
     for task_id in spy.task_ids():
@@ -172,10 +173,10 @@ def test_duplicate_invocation_is_harmless(
 
 def test_lambda_invoker_is_not_a_local_runner(lambda_settings: Settings, spy: InvokeSpy) -> None:
     invoker = invoker_with(lambda_settings, spy)
-    assert invoker.claims_locally is False
-    assert invoker.free_slots() > 10_000
-    with pytest.raises(NotImplementedError):
-        invoker.start(None)  # type: ignore[arg-type]
+    # The listener claims only for a LocalInvoker; this one can only hand ids on.
+    assert isinstance(invoker, RemoteInvoker)
+    assert not isinstance(invoker, LocalInvoker)
+    assert not hasattr(invoker, "start")
 
 
 # --- the functions themselves, invoked as Lambda would ----------------------------------------

@@ -11,16 +11,16 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from booklogr_tasks.models import Task
 from booklogr_tasks.observability import logger
 from booklogr_tasks.runner import Runner
 
 
-class Invoker(Protocol):
-    # True: the listener claims and calls start(); False: it calls invoke() for fresh tasks.
-    claims_locally: bool
+@runtime_checkable
+class LocalInvoker(Protocol):
+    """Runs tasks the listener has claimed, in this process."""
 
     def free_slots(self) -> int: ...
 
@@ -29,9 +29,20 @@ class Invoker(Protocol):
 
     def start(self, task: Task) -> None: ...
 
-    def invoke(self, task_id: int, task_type: str) -> bool: ...
+    def shutdown(self, grace_seconds: float) -> None: ...
+
+
+@runtime_checkable
+class RemoteInvoker(Protocol):
+    """Hands fresh task ids to something that claims them itself (a Lambda function)."""
+
+    def invoke(self, task_id: int, task_type: str) -> bool:
+        """False when it could not: the task stays fresh for the next sweep."""
 
     def shutdown(self, grace_seconds: float) -> None: ...
+
+
+Invoker = LocalInvoker | RemoteInvoker
 
 
 # Jobs quicker than this, on average, are claimed in batches while a backlog lasts.
@@ -39,8 +50,6 @@ QUICK_JOB_SECONDS = 0.05
 
 
 class InProcessInvoker:
-    claims_locally = True
-
     def __init__(self, runner: Runner, concurrency: int) -> None:
         self.runner = runner
         self.concurrency = concurrency
@@ -69,9 +78,6 @@ class InProcessInvoker:
         with self._lock:
             self._in_flight += 1
         self._executor.submit(self._run, task)
-
-    def invoke(self, task_id: int, task_type: str) -> bool:
-        raise NotImplementedError("the in-process invoker runs tasks the listener claimed")
 
     def _run(self, task: Task) -> None:
         started = time.monotonic()

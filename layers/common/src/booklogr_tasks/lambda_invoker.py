@@ -16,15 +16,11 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from booklogr_tasks.models import Task
 from booklogr_tasks.observability import logger
 from booklogr_tasks.settings import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
-
-# Lambda runs as many invocations as it is sent; the listener never waits for a free slot.
-UNBOUNDED_SLOTS = 1_000_000
 
 # The listener's loop waits on each call, so a slow or throttling endpoint must not stall it:
 # no client-side retries with backoff sleeps; the next sweep is the retry.
@@ -46,7 +42,7 @@ def _error_code(exc: ClientError | BotoCoreError) -> str:
 
 
 class LambdaInvoker:
-    claims_locally = False
+    """A RemoteInvoker: the function claims the task; this process never runs one."""
 
     def __init__(
         self,
@@ -64,15 +60,6 @@ class LambdaInvoker:
         # throttled or missing function is not hammered once per waiting task.
         self._resting_until: dict[str, float] = {}
         self._cooldown = settings.task_sweep_seconds / 2
-
-    def free_slots(self) -> int:
-        return UNBOUNDED_SLOTS
-
-    def claim_threshold(self) -> int:
-        return 1
-
-    def start(self, task: Task) -> None:
-        raise NotImplementedError("the Lambda invoker never runs a claimed task in this process")
 
     def invoke(self, task_id: int, task_type: str) -> bool:
         """Ask Lambda to run the task asynchronously; False leaves it fresh for the next sweep."""

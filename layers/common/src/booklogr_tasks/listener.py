@@ -23,7 +23,7 @@ from psycopg_pool import PoolTimeout
 
 from booklogr_tasks import tasks
 from booklogr_tasks.db import Conn, connect
-from booklogr_tasks.invoker import Invoker
+from booklogr_tasks.invoker import Invoker, LocalInvoker, RemoteInvoker
 from booklogr_tasks.migrate import SchemaOutOfDate, check_schema
 from booklogr_tasks.observability import logger
 from booklogr_tasks.retention import discard_files_of, run_retention
@@ -175,15 +175,15 @@ class Listener:
     def _dispatch(self, claims: Conn) -> None:
         if not self._maybe_more:
             return
-        if self.invoker.claims_locally:
-            self._claim_and_start(claims)
+        if isinstance(self.invoker, LocalInvoker):
+            self._claim_and_start(self.invoker, claims)
         else:
-            self._invoke_fresh(claims)
+            self._invoke_fresh(self.invoker, claims)
 
-    def _claim_and_start(self, claims: Conn) -> None:
+    def _claim_and_start(self, invoker: LocalInvoker, claims: Conn) -> None:
         while not self.stopping.is_set():
-            free = self.invoker.free_slots()
-            if free < self.invoker.claim_threshold():
+            free = invoker.free_slots()
+            if free < invoker.claim_threshold():
                 return  # _maybe_more stays set: a finishing job wakes us to claim more
             claimed = tasks.claim_batch(claims, self.worker, self.types, free)
             for task in claimed:
@@ -196,12 +196,12 @@ class Listener:
                         "transition": "started",
                     },
                 )
-                self.invoker.start(task)
+                invoker.start(task)
             if len(claimed) < free:
                 self._maybe_more = False
                 return
 
-    def _invoke_fresh(self, claims: Conn) -> None:
+    def _invoke_fresh(self, invoker: RemoteInvoker, claims: Conn) -> None:
         now = time.monotonic()
         lease = self.settings.task_lease_seconds
         self._invoked_at = {tid: at for tid, at in self._invoked_at.items() if now - at < lease}
@@ -211,7 +211,7 @@ class Listener:
             # before a lease has passed.
             if task_id in self._invoked_at:
                 continue
-            if self.invoker.invoke(task_id, task_type):
+            if invoker.invoke(task_id, task_type):
                 self._invoked_at[task_id] = now
         self._maybe_more = len(fresh) == INVOKE_SCAN_LIMIT
 
