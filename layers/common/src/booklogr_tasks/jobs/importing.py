@@ -145,28 +145,35 @@ def parse(text: str, fmt: ImportFormat, progress: Progress | None = None) -> Par
 
 
 def _parse(text: str, fmt: ImportFormat, progress: Progress | None) -> Parsed:
-    records = read_records(text, fmt)
+    # Rows are converted as they are read, so only the books stay in memory, not every cell of
+    # the file. Line count less the header: the exact number of rows unless cells hold line
+    # breaks, an upper bound for the progress report either way.
+    estimate = max(text.count("\n") - 1, 1)
     remarks = Remarks()
     books: list[BookIn] = []
     invalid: list[dict[str, Any]] = []
-    for done, record in enumerate(records, start=1):
+    rows = 0
+    for record in read_records(text, fmt):
+        rows += 1
         try:
             if record.problem is not None:
                 raise RowInvalid(record.problem)
             books.append(fmt.convert(record, remarks))
         except RowInvalid as exc:
             invalid.append({"row": record.row, "reason": str(exc)})
-        if progress is not None and done % PROGRESS_EVERY_ROWS == 0:
-            progress(done, len(records))
-    if records and not books:
+        if progress is not None and rows % PROGRESS_EVERY_ROWS == 0:
+            progress(rows, max(estimate, rows))
+    if rows and not books:
         raise JobError(
-            f"none of the {len(records)} rows of this {fmt.name} could be read",
+            f"none of the {rows} rows of this {fmt.name} could be read",
             {"imported": 0, "skipped_invalid": invalid},
         )
-    return Parsed(books, len(records), invalid, remarks.messages())
+    return Parsed(books, rows, invalid, remarks.messages())
 
 
-def read_records(text: str, fmt: ImportFormat) -> list[Record]:
+def read_records(text: str, fmt: ImportFormat) -> Iterator[Record]:
+    """The data rows, one at a time; JobError (at the first row or where the CSV breaks) when
+    the file is not a readable `fmt`."""
     check_text(text)
     reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""), strict=True)
     try:
@@ -181,7 +188,7 @@ def read_records(text: str, fmt: ImportFormat) -> list[Record]:
                 f"this is not a {fmt.name}: required column{'s' if len(missing) > 1 else ''} "
                 f"missing: {', '.join(missing)}"
             )
-        return list(_records(reader, columns))
+        yield from _records(reader, columns)
     except csv.Error as exc:
         raise JobError(f"the file is not readable CSV (row {reader.line_num}): {exc}") from exc
 
