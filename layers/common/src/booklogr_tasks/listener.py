@@ -187,15 +187,6 @@ class Listener:
                 return  # _maybe_more stays set: a finishing job wakes us to claim more
             claimed = tasks.claim_batch(claims, self.worker, self.types, free)
             for task in claimed:
-                logger.info(
-                    "task started",
-                    extra={
-                        "task_id": task.id,
-                        "task_type": task.type,
-                        "worker": self.worker,
-                        "transition": "started",
-                    },
-                )
                 invoker.start(task)
             if len(claimed) < free:
                 self._maybe_more = False

@@ -73,8 +73,6 @@ SELECT id, type FROM tasks
  WHERE status = 'fresh' AND type = ANY(%(types)s)
  ORDER BY id LIMIT %(limit)s"""
 
-GET_TASK_TYPE: LiteralString = "SELECT type FROM tasks WHERE id = %(id)s AND status = 'fresh'"
-
 # One statement beats every task a process runs and stores their progress; the ids it returns
 # are the tasks this worker still owns.
 HEARTBEAT: LiteralString = """
@@ -167,8 +165,6 @@ VALUES (%(id)s, %(filename)s, %(owner)s, %(task_id)s)"""
 
 _SELECT_EXPORT: LiteralString = """
 SELECT id, %(format)s AS format, filename, owner_id, created_at, task_id FROM {table}"""
-
-_DELETE_EXPORT: LiteralString = "DELETE FROM {table} WHERE id = %(id)s"
 
 
 def insert_export(table: str) -> str:

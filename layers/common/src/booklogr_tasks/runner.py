@@ -71,11 +71,11 @@ class Runner:
         if task is None:
             logger.info("task not fresh, skipped", extra={"task_id": task_id})
             return "skipped"
-        self._log("started", task)
         return self.execute(task)
 
     def execute(self, task: Task) -> str:
         """Run a task this worker has claimed; returns the status it ended in."""
+        self._log("started", task)
         started = time.perf_counter()
         lease = self.monitor.hold(task.id)
         status = "started"

@@ -140,11 +140,6 @@ def sweep(conn: Conn, types: list[str], limit: int = 100) -> list[tuple[int, str
     return [(int(row["id"]), str(row["type"])) for row in rows]
 
 
-def fresh_task_type(conn: Conn, task_id: int) -> str | None:
-    row = conn.execute(queries.GET_TASK_TYPE, {"id": task_id}).fetchone()
-    return None if row is None else str(row["type"])
-
-
 @dataclass(frozen=True)
 class Reaped:
     requeued: list[int]

@@ -8,7 +8,7 @@ does not commit. A job reports a problem the user can fix by raising JobError.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
@@ -59,8 +59,6 @@ class JobSpec(Generic[P]):
     run: Callable[[JobContext, P], Outcome]
     summary: str
     export_format: str | None = None
-    # Extra JSON-schema facts for the API document (e.g. examples); optional.
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def parse(self, data: str) -> P:
         return self.payload_model.model_validate_json(data)
