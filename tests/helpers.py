@@ -223,3 +223,19 @@ def library_of(
                 (book["id"] if with_ids else book.pop("id"),),
             ).fetchall()
     return books
+
+
+def insert_tasks(conn: psycopg.Connection[Any], task_type: str, owner_id: int, count: int) -> None:
+    """A burst of tasks in one statement (the trigger notifies for each)."""
+    conn.execute(
+        "INSERT INTO tasks (type, data, created_by) "
+        "SELECT %s, json_build_object('owner_id', %s)::text, %s FROM generate_series(1, %s)",
+        (task_type, owner_id, owner_id, count),
+    )
+
+
+def count_with_status(conn: psycopg.Connection[Any], status: str) -> int:
+    with conn.cursor(row_factory=psycopg.rows.tuple_row) as cur:
+        row = cur.execute("SELECT count(*) FROM tasks WHERE status = %s", (status,)).fetchone()
+    assert row is not None
+    return int(row[0])

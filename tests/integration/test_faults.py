@@ -15,7 +15,15 @@ from booklogr_tasks.retention import run_retention
 from booklogr_tasks.runner import Runner
 from booklogr_tasks.settings import load_settings
 
-from tests.helpers import insert_task, seed_books, service, task_row, wait_until
+from tests.helpers import (
+    count_with_status,
+    insert_task,
+    insert_tasks,
+    seed_books,
+    service,
+    task_row,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -153,22 +161,14 @@ def test_terminating_every_connection_during_a_burst_loses_and_doubles_nothing(
         service(["listen", "--nickname", "a"], fenv, tmp_path / "a.log"),
         service(["listen", "--nickname", "b"], fenv, tmp_path / "b.log"),
     ):
-        conn.execute(
-            "INSERT INTO tasks (type, data, created_by) "
-            "SELECT 'csv_export', '{\"owner_id\": 1}', 1 FROM generate_series(1, 1000)"
-        )
+        insert_tasks(conn, "csv_export", owner_id=1, count=1000)
         terminated = 0
         for _ in range(5):
             time.sleep(0.3)
             terminated += _terminate_everyone(conn)
         assert terminated > 0
         wait_until(
-            lambda: (
-                conn.execute("SELECT count(*) AS n FROM tasks WHERE status = 'success'").fetchone()[
-                    "n"
-                ]
-                == 1000
-            ),
+            lambda: count_with_status(conn, "success") == 1000,
             timeout=180,
             interval=0.2,
             what="all 1000 tasks",
@@ -193,17 +193,9 @@ def test_three_listeners_racing_over_10000_tasks(
         service(["listen", "--concurrency", "4"], fenv, tmp_path / "b.log"),
         service(["listen", "--concurrency", "4"], fenv, tmp_path / "c.log"),
     ):
-        conn.execute(
-            "INSERT INTO tasks (type, data, created_by) "
-            "SELECT 'test_noop', '{\"owner_id\": 1}', 1 FROM generate_series(1, 10000)"
-        )
+        insert_tasks(conn, "test_noop", owner_id=1, count=10000)
         wait_until(
-            lambda: (
-                conn.execute("SELECT count(*) AS n FROM tasks WHERE status = 'success'").fetchone()[
-                    "n"
-                ]
-                == 10000
-            ),
+            lambda: count_with_status(conn, "success") == 10000,
             timeout=240,
             interval=0.25,
             what="10000 tasks",
@@ -350,10 +342,7 @@ def test_database_stop_and_start_during_a_burst(tmp_path: Path, export_folder: P
                 service(["listen", "--nickname", "b"], env, tmp_path / "b.log"),
             ):
                 seed_books(conn, owner_id=1, count=1)
-                conn.execute(
-                    "INSERT INTO tasks (type, data, created_by) "
-                    "SELECT 'csv_export', '{\"owner_id\": 1}', 1 FROM generate_series(1, 300)"
-                )
+                insert_tasks(conn, "csv_export", owner_id=1, count=300)
                 wait_until(lambda: "task success" in a.log(), what="the burst to start")
                 server = PostgresServer._instances[data_dir]
                 server.stop()
@@ -361,12 +350,7 @@ def test_database_stop_and_start_during_a_burst(tmp_path: Path, export_folder: P
                 server.start()
                 with connect(url, autocommit=True) as after:
                     wait_until(
-                        lambda: (
-                            after.execute(
-                                "SELECT count(*) AS n FROM tasks WHERE status = 'success'"
-                            ).fetchone()["n"]
-                            == 300
-                        ),
+                        lambda: count_with_status(after, "success") == 300,
                         timeout=120,
                         interval=0.2,
                         what="all 300 tasks after the restart",

@@ -9,18 +9,21 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import insert_task, seed_books, service, task_row, wait_until
+from tests.helpers import (
+    count_with_status,
+    insert_task,
+    insert_tasks,
+    seed_books,
+    service,
+    task_row,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
 
-def _statuses(conn: Any) -> dict[str, int]:
-    rows = conn.execute("SELECT status, count(*) AS n FROM tasks GROUP BY status").fetchall()
-    return {r["status"]: r["n"] for r in rows}
-
-
 def _all_done(conn: Any, total: int) -> bool:
-    return _statuses(conn).get("success", 0) == total
+    return count_with_status(conn, "success") == total
 
 
 def test_task_inserted_with_plain_sql_is_exported(
@@ -74,10 +77,7 @@ def test_three_listeners_racing_over_500_tasks(
         service(["listen", "--nickname", "b"], env, tmp_path / "b.log"),
         service(["listen", "--nickname", "c"], env, tmp_path / "c.log"),
     ):
-        conn.execute(
-            "INSERT INTO tasks (type, data, created_by) "
-            "SELECT 'csv_export', '{\"owner_id\": 1}', 1 FROM generate_series(1, 500)"
-        )
+        insert_tasks(conn, "csv_export", owner_id=1, count=500)
         wait_until(lambda: _all_done(conn, 500), timeout=120, interval=0.2, what="500 tasks")
     assert conn.execute(
         "SELECT max(attempts) AS hi, min(attempts) AS lo FROM tasks"
