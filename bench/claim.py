@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import time
 
-from booklogr_tasks import db, tasks
+from booklogr_tasks.db import pool as db
+from booklogr_tasks.db import tasks
 
 from bench import harness
 from bench.harness import Mode, Result, Row

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
-from booklogr_tasks import db, tasks
+from booklogr_tasks.db import pool as db
+from booklogr_tasks.db import tasks
 
 from bench import harness
 from bench.harness import Mode, Result, Row
@@ -83,9 +84,9 @@ def rate(fn: Callable[[str, int], float], url: str, n: int, reps: int) -> float:
 
 def api_available() -> str | None:
     """Why POST /v1/tasks cannot be measured, or None when it can."""
-    if importlib.util.find_spec("booklogr_tasks.api_server") is None:
-        return "booklogr_tasks.api_server does not exist yet"
-    from booklogr_tasks.cli import build_parser
+    if importlib.util.find_spec("booklogr_tasks.http.server") is None:
+        return "booklogr_tasks.http.server does not exist yet"
+    from booklogr_tasks.devtools.cli import build_parser
 
     try:
         build_parser().parse_args(["api", "--help"])
@@ -105,7 +106,7 @@ def api_rate(url: str, tmp: Path, n: int, reps: int) -> float:
     env = harness.process_env(url, tmp / "exports")
     env["SINGLE_USER_MODE"] = "true"
     port = free_port()
-    command = [sys.executable, "-m", "booklogr_tasks.cli", "api", "--port", str(port)]
+    command = [sys.executable, "-m", "booklogr_tasks.devtools.cli", "api", "--port", str(port)]
     with harness.processes([command], env, tmp, "api") as (proc,):
 
         def healthy() -> bool:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psycopg
 from booklogr_tasks.jobs import known_types
-from booklogr_tasks.jobs.csv_export import COPY_CSV
+from booklogr_tasks.jobs.exports.csv import COPY_CSV
 
 from bench import harness
 from bench.harness import Mode, Result, Row

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from booklogr_tasks.migrate import migrate
+from booklogr_tasks.db.migrate import migrate
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -203,7 +203,7 @@ def temp_database(label: str) -> Iterator[str]:
         migrate(url)
         yield url
     finally:
-        from booklogr_tasks.db import close_pools
+        from booklogr_tasks.db.pool import close_pools
 
         close_pools()
         with psycopg.connect(server, autocommit=True) as conn:
@@ -310,7 +310,14 @@ def processes(
 
 
 def listener_command(concurrency: int) -> list[str]:
-    return [sys.executable, "-m", "booklogr_tasks.cli", "listen", "--concurrency", str(concurrency)]
+    return [
+        sys.executable,
+        "-m",
+        "booklogr_tasks.devtools.cli",
+        "listen",
+        "--concurrency",
+        str(concurrency),
+    ]
 
 
 @contextmanager

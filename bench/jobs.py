@@ -11,8 +11,8 @@ import os
 import threading
 import time
 
+from booklogr_tasks.core.models import OwnerPayload
 from booklogr_tasks.jobs import JobContext, JobSpec, Outcome, register
-from booklogr_tasks.models import OwnerPayload
 
 PROBE_ENV = "BENCH_PROBE_FILE"
 

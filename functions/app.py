@@ -1,6 +1,6 @@
 """booklogr-tasks on Chalice: the HTTP API and one Lambda function per task type.
 
-Handlers are thin: authenticate, call one function of booklogr_tasks.api, map its result (or
+Handlers are thin: authenticate, call one function of booklogr_tasks.http.routes, map its result (or
 its typed error) to a response. All logic, SQL and AWS calls live in the package.
 """
 
@@ -11,13 +11,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from booklogr_tasks import api
-from booklogr_tasks.auth import authenticate
-from booklogr_tasks.errors import ApiError
+from booklogr_tasks.core.errors import ApiError
+from booklogr_tasks.core.observability import logger, tracer
+from booklogr_tasks.core.settings import Settings, get_settings
+from booklogr_tasks.http import routes as api
+from booklogr_tasks.http.auth import authenticate
 from booklogr_tasks.jobs import REGISTRY
-from booklogr_tasks.observability import logger, tracer
-from booklogr_tasks.runner import run_task
-from booklogr_tasks.settings import Settings, get_settings
+from booklogr_tasks.worker.runner import run_task
 from chalice import Chalice, Response
 from chalice.app import Request
 from pydantic import BaseModel

@@ -40,6 +40,8 @@ API_FUNCTION = "APIHandler"
 # Chalice ships itself in the function zip, and the Lambda runtime provides boto3: leaving them
 # out of the layer keeps it well under Lambda's 250 MB limit.
 NOT_IN_LAYER = {"chalice", "boto3"}
+# Sub-packages of booklogr_tasks left out of the layer.
+NOT_IN_LAYER_PACKAGES = ("devtools",)
 
 # API Gateway gives up after 29 s, so the API function never needs longer. Task functions get
 # Lambda's maximum: a large import or export must not be cut off (a cut-off task is retried by
@@ -167,7 +169,8 @@ def prepare_project(functions: Path, app_dir: Path, stage: str, skip_deps: bool)
     shutil.copytree(
         PACKAGE_SOURCE,
         app_dir / "vendor" / PACKAGE_SOURCE.name,
-        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        # The command line, the dev runner and the embedded database never run on Lambda.
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", *NOT_IN_LAYER_PACKAGES),
     )
     requirements = [] if skip_deps else layer_requirements()
     (app_dir / "requirements.txt").write_text("".join(f"{r}\n" for r in requirements))

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from booklogr_tasks.db import close_pools
-from booklogr_tasks.migrate import migrate
-from booklogr_tasks.settings import Settings, get_settings
+from booklogr_tasks.core.settings import Settings, get_settings
+from booklogr_tasks.db.migrate import migrate
+from booklogr_tasks.db.pool import close_pools
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tests.helpers import server_url
@@ -124,7 +124,7 @@ def settings(env: dict[str, str]) -> Settings:
 
 @pytest.fixture
 def conn(db_url: str) -> Iterator[psycopg.Connection[dict[str, object]]]:
-    from booklogr_tasks.db import connect
+    from booklogr_tasks.db.pool import connect
 
     with connect(db_url, autocommit=True) as c:
         yield c

@@ -39,7 +39,7 @@ def server_url() -> Iterator[str]:
     elif _answers("127.0.0.1", 5432):
         yield LOCAL_SERVER
     else:
-        from booklogr_tasks.embedded import embedded_server
+        from booklogr_tasks.devtools.embedded import embedded_server
 
         with embedded_server(Path(".booklogr-tasks/test-pgdata")) as url:
             yield url
@@ -69,7 +69,7 @@ class ServiceProcess:
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "booklogr_tasks.cli", *args],
+            [sys.executable, "-m", "booklogr_tasks.devtools.cli", *args],
             env=env,
             cwd=cwd,
             stdout=self._log,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
+from booklogr_tasks.core.models import OwnerPayload
 from booklogr_tasks.jobs import JobContext, JobSpec, Outcome, register
-from booklogr_tasks.models import OwnerPayload
 from pydantic import Field
 
 

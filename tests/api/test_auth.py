@@ -8,8 +8,8 @@ from typing import Any
 
 import jwt
 import pytest
-from booklogr_tasks import cli
-from booklogr_tasks.settings import get_settings
+from booklogr_tasks.core.settings import get_settings
+from booklogr_tasks.devtools import cli
 
 from tests.api.support import SECRET, bearer, mint_token
 from tests.helpers import task_row

@@ -10,8 +10,8 @@ from urllib.parse import parse_qs, urlparse
 
 import boto3
 import pytest
-from booklogr_tasks.runner import Runner
-from booklogr_tasks.settings import get_settings
+from booklogr_tasks.core.settings import get_settings
+from booklogr_tasks.worker.runner import Runner
 from moto import mock_aws
 
 from tests.api.support import bearer

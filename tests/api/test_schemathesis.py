@@ -14,11 +14,12 @@ import psycopg
 import pytest
 import requests
 import schemathesis
-from booklogr_tasks import api, tasks
-from booklogr_tasks.db import close_pools, connect
+from booklogr_tasks.core.settings import Settings
+from booklogr_tasks.db import tasks
+from booklogr_tasks.db.pool import close_pools, connect
+from booklogr_tasks.http import routes as api
 from booklogr_tasks.jobs import known_types
-from booklogr_tasks.runner import Runner
-from booklogr_tasks.settings import Settings
+from booklogr_tasks.worker.runner import Runner
 from hypothesis import HealthCheck, settings
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 

@@ -6,9 +6,10 @@ import json
 from typing import Any
 
 import pytest
-from booklogr_tasks import api, runner
+from booklogr_tasks.core.settings import get_settings
+from booklogr_tasks.http import routes as api
 from booklogr_tasks.jobs import REGISTRY, known_types
-from booklogr_tasks.settings import get_settings
+from booklogr_tasks.worker import runner
 
 from tests.api.support import FUNCTIONS, bearer
 from tests.helpers import insert_task, task_row
@@ -83,7 +84,7 @@ def test_committed_document_is_the_one_served_apart_from_the_registry_parts() ->
     from importlib import resources
 
     committed = json.loads(
-        resources.files("booklogr_tasks").joinpath("openapi.json").read_text("utf-8")
+        resources.files("booklogr_tasks.http").joinpath("openapi.json").read_text("utf-8")
     )
     served = api.openapi_document()
     assert committed["paths"] == served["paths"]

@@ -6,10 +6,10 @@ import json
 from typing import Any
 
 import pytest
-from booklogr_tasks import tasks
+from booklogr_tasks.core.models import ImportPayload
+from booklogr_tasks.core.settings import get_settings
+from booklogr_tasks.db import tasks
 from booklogr_tasks.jobs import REGISTRY, JobSpec, Outcome, known_types
-from booklogr_tasks.models import ImportPayload
-from booklogr_tasks.settings import get_settings
 
 from tests.api.support import bearer
 from tests.helpers import insert_task, task_row

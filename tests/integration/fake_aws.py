@@ -17,9 +17,9 @@ from typing import Any
 
 import boto3
 import pytest
-from booklogr_tasks import runner
-from booklogr_tasks.s3_store import reset_client
-from booklogr_tasks.settings import get_settings
+from booklogr_tasks.core.settings import get_settings
+from booklogr_tasks.storage.s3 import reset_client
+from booklogr_tasks.worker import runner
 from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 

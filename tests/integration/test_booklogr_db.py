@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from booklogr_tasks.db import connect
-from booklogr_tasks.migrate import migrate
-from booklogr_tasks.runner import Runner
-from booklogr_tasks.settings import Settings, get_settings
+from booklogr_tasks.core.settings import Settings, get_settings
+from booklogr_tasks.db.migrate import migrate
+from booklogr_tasks.db.pool import connect
+from booklogr_tasks.worker.runner import Runner
 
 from tests.helpers import insert_task, task_row
 

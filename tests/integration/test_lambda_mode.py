@@ -14,13 +14,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from booklogr_tasks.invoker import LocalInvoker, RemoteInvoker
+from booklogr_tasks.core.settings import Settings, get_settings
 from booklogr_tasks.jobs import known_types
-from booklogr_tasks.lambda_invoker import LambdaInvoker, lambda_client
-from booklogr_tasks.listener import Listener
-from booklogr_tasks.runner import run_task
-from booklogr_tasks.service import build_listener
-from booklogr_tasks.settings import Settings, get_settings
+from booklogr_tasks.worker.invokers import LocalInvoker, RemoteInvoker
+from booklogr_tasks.worker.lambda_invoker import LambdaInvoker, lambda_client
+from booklogr_tasks.worker.listener import Listener
+from booklogr_tasks.worker.runner import run_task
+from booklogr_tasks.worker.wiring import build_listener
 from chalice.test import Client
 
 from tests.api.support import FUNCTIONS, load_app

@@ -7,8 +7,9 @@ from typing import Any
 
 import psycopg
 import pytest
-from booklogr_tasks import tasks
-from booklogr_tasks.db import connect
+from booklogr_tasks.core.errors import TaskNotFound, TaskNotRetryable
+from booklogr_tasks.db import tasks
+from booklogr_tasks.db.pool import connect
 
 from tests.helpers import insert_task, task_row
 
@@ -98,13 +99,13 @@ def test_finish_and_fail_by_a_worker_that_lost_the_task_change_nothing(conn: Any
 
 def test_retry_only_from_failure_clears_error_and_announces(db_url: str, conn: Any) -> None:
     task_id = insert_task(conn, "csv_export", {"owner_id": 3}, 3)
-    with pytest.raises(tasks.TaskNotRetryable):
+    with pytest.raises(TaskNotRetryable):
         tasks.retry_task(conn, task_id, 3)
     tasks.claim_task(conn, task_id, "w", TYPES)
-    with pytest.raises(tasks.TaskNotRetryable):
+    with pytest.raises(TaskNotRetryable):
         tasks.retry_task(conn, task_id, 3)
     tasks.fail_task(conn, task_id, "w", "disk full", {"partial": True})
-    with pytest.raises(tasks.TaskNotFound):
+    with pytest.raises(TaskNotFound):
         tasks.retry_task(conn, task_id, 4)  # someone else's
     with connect(db_url, autocommit=True) as listener:
         listener.execute("LISTEN task_created")
@@ -122,7 +123,7 @@ def test_retry_only_from_failure_clears_error_and_announces(db_url: str, conn: A
 def test_get_task_is_scoped_to_owner(conn: Any) -> None:
     task_id = insert_task(conn, "csv_export", {"owner_id": 3}, 3)
     assert tasks.get_task(conn, task_id, 3).id == task_id
-    with pytest.raises(tasks.TaskNotFound):
+    with pytest.raises(TaskNotFound):
         tasks.get_task(conn, task_id, 4)
 
 

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from booklogr_tasks.db import connect
-from booklogr_tasks.migrate import LATEST_VERSION, SchemaOutOfDate, check_schema, migrate
+from booklogr_tasks.core.errors import SchemaOutOfDate
+from booklogr_tasks.db.migrate import LATEST_VERSION, check_schema, migrate
+from booklogr_tasks.db.pool import connect
 
 
 def _schema_snapshot(url: str) -> list[tuple[object, ...]]:

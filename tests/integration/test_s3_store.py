@@ -9,10 +9,11 @@ from pathlib import Path
 
 import boto3
 import pytest
-from booklogr_tasks import s3_store, tasks
-from booklogr_tasks.runner import run_task
-from booklogr_tasks.s3_store import S3ExportStore
-from booklogr_tasks.settings import get_settings
+from booklogr_tasks.core.settings import get_settings
+from booklogr_tasks.db import tasks
+from booklogr_tasks.storage import s3 as s3_store
+from booklogr_tasks.storage.s3 import S3ExportStore
+from booklogr_tasks.worker.runner import run_task
 from chalice.test import Client
 
 from tests.api.support import FUNCTIONS, bearer, load_app

@@ -8,12 +8,13 @@ from datetime import datetime
 from decimal import Decimal
 
 import pytest
-from booklogr_tasks.jobs import booklogr_csv_import, goodreads_import, storygraph_import
-from booklogr_tasks.jobs.base import JobError
-from booklogr_tasks.jobs.importing import (
+from booklogr_tasks.core.errors import JobError, RowInvalid
+from booklogr_tasks.jobs.imports import booklogr_csv as booklogr_csv_import
+from booklogr_tasks.jobs.imports import goodreads as goodreads_import
+from booklogr_tasks.jobs.imports import storygraph as storygraph_import
+from booklogr_tasks.jobs.imports.base import (
     ImportFormat,
     Parsed,
-    RowInvalid,
     day,
     isbn_or_none,
     paragraphs,

@@ -3,9 +3,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from booklogr_tasks.listener import Backoff
-from booklogr_tasks.runner import worker_identity
-from booklogr_tasks.settings import SettingsError, load_settings
+from booklogr_tasks.core.errors import SettingsError
+from booklogr_tasks.core.settings import load_settings
+from booklogr_tasks.worker.listener import Backoff
+from booklogr_tasks.worker.runner import worker_identity
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 

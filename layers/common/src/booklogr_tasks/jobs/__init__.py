@@ -7,7 +7,8 @@ import importlib
 import os
 from typing import Any
 
-from booklogr_tasks.jobs.base import JobContext, JobError, JobSpec, Outcome
+from booklogr_tasks.core.errors import JobError
+from booklogr_tasks.jobs.base import JobContext, JobSpec, Outcome
 
 REGISTRY: dict[str, JobSpec[Any]] = {}
 
@@ -28,14 +29,8 @@ def get_spec(task_type: str) -> JobSpec[Any] | None:
 
 
 def _load_builtin_jobs() -> None:
-    from booklogr_tasks.jobs import (  # noqa: F401
-        booklogr_csv_import,
-        csv_export,
-        goodreads_import,
-        html_export,
-        json_export,
-        storygraph_import,
-    )
+    from booklogr_tasks.jobs.exports import csv, html, json  # noqa: F401
+    from booklogr_tasks.jobs.imports import booklogr_csv, goodreads, storygraph  # noqa: F401
 
 
 def _load_extra_jobs() -> None:

@@ -13,21 +13,12 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from booklogr_tasks.db import Conn
-from booklogr_tasks.heartbeat import Lease
-from booklogr_tasks.models import Task
-from booklogr_tasks.settings import Settings
+from booklogr_tasks.core.lease import Lease
+from booklogr_tasks.core.models import Task
+from booklogr_tasks.core.settings import Settings
+from booklogr_tasks.db.pool import Conn
 
 P = TypeVar("P", bound=BaseModel)
-
-
-class JobError(Exception):
-    """A failure with a message meant for the user (bad data, a broken file, ...)."""
-
-    def __init__(self, message: str, result: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.result = result
 
 
 @dataclass

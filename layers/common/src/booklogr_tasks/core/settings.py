@@ -1,0 +1,83 @@
+"""Typed settings from the environment, read once per process.
+
+Names follow BookLogr where BookLogr has one (DATABASE_URL, AUTH_SECRET_KEY, SINGLE_USER_MODE,
+EXPORT_FOLDER); the rest are this service's own.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from booklogr_tasks.core.errors import SettingsError
+
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/booklogr"
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    database_url: str = DEFAULT_DATABASE_URL
+    auth_secret_key: str | None = None
+    single_user_mode: bool = False
+    export_folder: Path = Path("exports")
+    export_bucket: str | None = None
+    worker_nickname: str | None = None
+    task_invoker: Literal["inprocess", "lambda"] = "inprocess"
+    task_lease_seconds: float = Field(60.0, gt=0)
+    task_max_attempts: int = Field(3, ge=1)
+    # How often a listener looks for fresh tasks even without a notification.
+    task_sweep_seconds: float = Field(5.0, gt=0)
+    # Requests larger than this are refused with 413 before their body is parsed.
+    max_body_bytes: int = Field(10 * 1024 * 1024, gt=0)
+    # Lifetime of a presigned S3 download link.
+    download_url_seconds: int = Field(300, gt=0)
+    # Lambda function names: "<prefix><task type>" unless TASK_FUNCTION_<TYPE> overrides one.
+    task_function_prefix: str = "booklogr-tasks-dev-"
+    # Retention: finished tasks older than this are deleted; exports beyond the newest
+    # `export_keep_per_format` per user and format are deleted once older than
+    # `export_max_age_days`.
+    task_retention_days: float = Field(30.0, gt=0)
+    export_keep_per_format: int = Field(3, ge=0)
+    export_max_age_days: float = Field(7.0, gt=0)
+    # How often a listener runs retention (it is cheap, and one listener at a time does it).
+    retention_interval_seconds: float = Field(600.0, gt=0)
+    # How long SIGTERM waits for running jobs before releasing them back to `fresh`.
+    shutdown_grace_seconds: float = Field(30.0, ge=0)
+
+    @field_validator("auth_secret_key", "export_bucket", "worker_nickname", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        """Heartbeats come four times per lease, so one late beat never loses a task."""
+        return self.task_lease_seconds / 4
+
+    def function_name(self, task_type: str) -> str:
+        override = os.environ.get(f"TASK_FUNCTION_{task_type.upper()}")
+        return override or f"{self.task_function_prefix}{task_type}"
+
+
+_FIELDS_FROM_ENV = {name.upper(): name for name in Settings.model_fields}
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    values = {field: env[key] for key, field in _FIELDS_FROM_ENV.items() if key in env}
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(f"{str(err['loc'][0]).upper()}: {err['msg']}" for err in exc.errors())
+        raise SettingsError(f"invalid configuration: {problems}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings; tests that change the environment call get_settings.cache_clear()."""
+    return load_settings()

@@ -1,0 +1,241 @@
+"""Every SQL statement of the task lifecycle, named, in one place.
+
+Rules every statement here keeps:
+- a worker only ever changes a task it owns: `worker = %(worker)s AND status = 'started'`;
+- claims are single statements guarded by `status = 'fresh'`, so racing workers cannot both win;
+- the `tasks_announce` trigger sends `NOTIFY task_created` whenever a row becomes fresh.
+"""
+
+from __future__ import annotations
+
+from typing import LiteralString
+
+from psycopg import sql
+
+TASK_COLUMNS = "id, type, data, status, worker, created_at, updated_on, created_by, error, attempts"
+_T_COLUMNS = ", ".join(f"t.{c.strip()}" for c in TASK_COLUMNS.split(","))
+
+INSERT_TASK: LiteralString = f"""
+INSERT INTO tasks (type, data, created_by) VALUES (%(type)s, %(data)s, %(created_by)s)
+RETURNING {TASK_COLUMNS}"""
+
+_REPORT: LiteralString = f"""
+SELECT {_T_COLUMNS}, r.progress, r.result
+  FROM tasks t LEFT JOIN task_results r ON r.task_id = t.id"""
+
+GET_TASK: LiteralString = _REPORT + " WHERE t.id = %(id)s"
+
+GET_OWN_TASK: LiteralString = _REPORT + " WHERE t.id = %(id)s AND t.created_by = %(owner)s"
+
+# Keyset pagination: `before` is the smallest id of the previous page.
+LIST_OWN_TASKS: LiteralString = (
+    _REPORT
+    + """
+ WHERE t.created_by = %(owner)s AND (%(before)s::bigint IS NULL OR t.id < %(before)s)
+ ORDER BY t.id DESC LIMIT %(limit)s"""
+)
+
+RETRY_TASK: LiteralString = f"""
+WITH retried AS (
+    UPDATE tasks SET status = 'fresh', error = NULL, worker = NULL, attempts = 0,
+                     updated_on = now()
+     WHERE id = %(id)s AND created_by = %(owner)s AND status = 'failure'
+    RETURNING {TASK_COLUMNS}
+), cleared AS (
+    DELETE FROM task_results WHERE task_id IN (SELECT id FROM retried)
+)
+SELECT * FROM retried"""
+
+_CLAIM_SET = """
+   SET status = 'started', worker = %(worker)s, updated_on = now(), attempts = attempts + 1,
+       error = NULL"""
+
+CLAIM_BY_ID: LiteralString = f"""
+UPDATE tasks {_CLAIM_SET}
+ WHERE id = %(id)s AND status = 'fresh' AND type = ANY(%(types)s)
+RETURNING {TASK_COLUMNS}"""
+
+# Oldest first; SKIP LOCKED lets racing workers take disjoint batches instead of queueing on
+# each other's row locks. The picked ids are MATERIALIZED: as a plain subquery the planner may
+# re-run it once per outer row, which claims far more than `limit` tasks.
+CLAIM_BATCH: LiteralString = f"""
+WITH picked AS MATERIALIZED (
+    SELECT id FROM tasks
+     WHERE status = 'fresh' AND type = ANY(%(types)s)
+     ORDER BY id LIMIT %(limit)s
+     FOR UPDATE SKIP LOCKED
+)
+UPDATE tasks t {_CLAIM_SET}
+  FROM picked WHERE t.id = picked.id
+RETURNING {_T_COLUMNS}"""
+
+# Fresh tasks of some types, for a listener that hands them to invocations it does not claim for.
+SWEEP_FRESH: LiteralString = """
+SELECT id, type FROM tasks
+ WHERE status = 'fresh' AND type = ANY(%(types)s)
+ ORDER BY id LIMIT %(limit)s"""
+
+# One statement beats every task a process runs and stores their progress; the ids it returns
+# are the tasks this worker still owns.
+HEARTBEAT: LiteralString = """
+WITH beat AS (
+    UPDATE tasks SET updated_on = now()
+     WHERE id = ANY(%(ids)s) AND worker = %(worker)s AND status = 'started'
+    RETURNING id
+), progressed AS (
+    INSERT INTO task_results (task_id, progress)
+    SELECT p.task_id, p.progress
+      FROM jsonb_to_recordset(%(progress)s::jsonb) AS p(task_id bigint, progress jsonb)
+      JOIN beat ON beat.id = p.task_id
+    ON CONFLICT (task_id) DO UPDATE SET progress = EXCLUDED.progress
+)
+SELECT id FROM beat"""
+
+_END: LiteralString = """
+ WHERE id = %(id)s AND worker = %(worker)s AND status = 'started'
+RETURNING id"""
+
+# Marks many tasks a success in one statement (a worker finishing quick tasks commits them as a
+# group) and stores the results given for them; returns the ids this worker still owned.
+FINISH_TASKS: LiteralString = """
+WITH done AS (
+    UPDATE tasks SET status = 'success', updated_on = now()
+     WHERE id = ANY(%(ids)s) AND worker = %(worker)s AND status = 'started'
+    RETURNING id
+), stored AS (
+    INSERT INTO task_results (task_id, result, progress)
+    SELECT r.task_id, r.result, NULL
+      FROM jsonb_to_recordset(%(results)s::jsonb) AS r(task_id bigint, result jsonb)
+      JOIN done ON done.id = r.task_id
+    ON CONFLICT (task_id) DO UPDATE SET result = EXCLUDED.result, progress = NULL
+)
+SELECT id FROM done"""
+
+FAIL_TASK: LiteralString = (
+    "UPDATE tasks SET status = 'failure', error = %(error)s, updated_on = now()" + _END
+)
+
+# Given back on shutdown: the claim did not run the task, so it does not count as an attempt.
+RELEASE_TASK: LiteralString = (
+    """
+UPDATE tasks SET status = 'fresh', worker = NULL, updated_on = now(),
+                 attempts = greatest(attempts - 1, 0)"""
+    + _END
+)
+
+STORE_RESULT: LiteralString = """
+INSERT INTO task_results (task_id, result, progress) VALUES (%(id)s, %(result)s, NULL)
+ON CONFLICT (task_id) DO UPDATE SET result = EXCLUDED.result, progress = NULL"""
+
+# Started tasks whose heartbeat is older than the lease belong to a lost worker. Several
+# listeners may reap at once: SKIP LOCKED gives each lost task to one of them.
+REAP_LOST: LiteralString = """
+WITH lost AS (
+    SELECT id FROM tasks
+     WHERE status = 'started' AND updated_on < now() - make_interval(secs => %(lease)s)
+     FOR UPDATE SKIP LOCKED
+)
+UPDATE tasks t
+   SET status = CASE WHEN t.attempts < %(max_attempts)s THEN 'fresh' ELSE 'failure' END,
+       error = CASE WHEN t.attempts < %(max_attempts)s THEN NULL
+                    ELSE format('worker lost %%s times (last: %%s); giving up after %%s attempts',
+                                t.attempts, coalesce(t.worker, 'unknown'), %(max_attempts)s) END,
+       worker = CASE WHEN t.attempts < %(max_attempts)s THEN NULL ELSE t.worker END,
+       updated_on = now()
+  FROM lost WHERE t.id = lost.id
+RETURNING t.id, t.status"""
+
+QUEUE_COUNTS: LiteralString = """
+SELECT type, status, count(*) AS n, min(created_at) AS oldest
+  FROM tasks GROUP BY type, status ORDER BY type, status"""
+
+QUEUE_OLDEST: LiteralString = f"""
+SELECT {TASK_COLUMNS} FROM tasks
+ WHERE status = %(status)s ORDER BY id LIMIT %(limit)s"""
+
+# --- export tables: one per format, all of one shape -------------------------------------------
+
+EXPORT_TABLES: dict[str, str] = {"csv": "csv_export", "html": "html_export", "json": "json_export"}
+
+# Export ids are reserved before the file is written so its name can carry the id; the row
+# itself is only inserted, with that id, in the transaction that marks the task a success.
+RESERVE_EXPORT_ID: LiteralString = "SELECT nextval(pg_get_serial_sequence(%(table)s, 'id')) AS id"
+
+# Export table names come from EXPORT_TABLES only, never from a request, and are composed as
+# identifiers by psycopg.sql.
+_INSERT_EXPORT = sql.SQL("""
+INSERT INTO {table} (id, filename, owner_id, task_id)
+VALUES (%(id)s, %(filename)s, %(owner)s, %(task_id)s)""")
+
+_SELECT_EXPORT = sql.SQL("""
+SELECT id, {format} AS format, filename, owner_id, created_at, task_id FROM {table}
+ WHERE owner_id = %(owner)s""")
+
+
+def insert_export(table: str) -> sql.Composed:
+    return _INSERT_EXPORT.format(table=_known_table(table))
+
+
+def get_own_export(table: str) -> sql.Composed:
+    fmt = next(f for f, t in EXPORT_TABLES.items() if t == table)
+    return sql.SQL("{select} AND id = %(id)s").format(
+        select=_SELECT_EXPORT.format(table=_known_table(table), format=sql.Literal(fmt))
+    )
+
+
+def list_own_exports() -> sql.Composed:
+    """Every format's exports of one owner, newest first."""
+    parts = [
+        _SELECT_EXPORT.format(table=_known_table(table), format=sql.Literal(fmt))
+        for fmt, table in EXPORT_TABLES.items()
+    ]
+    return sql.SQL("{} ORDER BY created_at DESC, id DESC LIMIT %(limit)s").format(
+        sql.SQL(" UNION ALL ").join(parts)
+    )
+
+
+def _known_table(table: str) -> sql.Identifier:
+    if table not in EXPORT_TABLES.values():
+        raise ValueError(f"not an export table: {table!r}")
+    return sql.Identifier(table)
+
+
+# A job whose database connection dropped gives its task back at once (instead of waiting for
+# the lease), counting the attempt, so a task that kills its connection every time still ends.
+REQUEUE_AFTER_ERROR: LiteralString = """
+UPDATE tasks
+   SET status = CASE WHEN attempts < %(max_attempts)s THEN 'fresh' ELSE 'failure' END,
+       error = CASE WHEN attempts < %(max_attempts)s THEN NULL ELSE %(error)s END,
+       worker = CASE WHEN attempts < %(max_attempts)s THEN NULL ELSE worker END,
+       updated_on = now()
+ WHERE id = %(id)s AND worker = %(worker)s AND status = 'started'
+RETURNING status"""
+
+# --- retention ----------------------------------------------------------------------------------
+
+# Only one listener at a time does retention; the others skip it (transaction-scoped lock).
+TRY_RETENTION_LOCK: LiteralString = "SELECT pg_try_advisory_xact_lock(%(lock)s) AS locked"
+
+DELETE_OLD_TASKS: LiteralString = """
+DELETE FROM tasks WHERE id IN (
+    SELECT id FROM tasks
+     WHERE status IN ('success', 'failure')
+       AND updated_on < now() - make_interval(secs => %(age)s)
+     LIMIT %(limit)s)
+RETURNING id"""
+
+# Keep each owner's newest few exports of a format; delete the older ones past the age limit.
+_EXPIRE_EXPORTS = sql.SQL("""
+WITH ranked AS (
+    SELECT id, created_at,
+           row_number() OVER (PARTITION BY owner_id ORDER BY created_at DESC, id DESC) AS rank
+      FROM {table}
+)
+DELETE FROM {table} e USING ranked
+ WHERE e.id = ranked.id AND ranked.rank > %(keep)s
+   AND ranked.created_at < now() - make_interval(secs => %(age)s)
+RETURNING e.filename""")
+
+
+def expire_exports(table: str) -> sql.Composed:
+    return _EXPIRE_EXPORTS.format(table=_known_table(table))

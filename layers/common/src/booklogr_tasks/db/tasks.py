@@ -1,0 +1,230 @@
+"""The task lifecycle: create, read, retry, claim, heartbeat, finish, fail, release, sweep, reap.
+
+Every function takes a connection and runs inside the caller's transaction, so callers can
+combine steps (an export's row and its task's success commit together). The SQL is in queries.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from booklogr_tasks.core.errors import TaskNotFound, TaskNotRetryable
+from booklogr_tasks.core.models import ExportRecord, Task, TaskReport
+from booklogr_tasks.db import queries
+from booklogr_tasks.db.pool import Conn
+
+
+def create_task(conn: Conn, task_type: str, data: str, created_by: int) -> Task:
+    """Insert a fresh task; the trigger announces it when the caller's transaction commits."""
+    row = conn.execute(
+        queries.INSERT_TASK, {"type": task_type, "data": data, "created_by": created_by}
+    ).fetchone()
+    assert row is not None
+    return Task.model_validate(row)
+
+
+def get_task(conn: Conn, task_id: int, owner_id: int | None = None) -> TaskReport:
+    if owner_id is None:
+        row = conn.execute(queries.GET_TASK, {"id": task_id}).fetchone()
+    else:
+        row = conn.execute(queries.GET_OWN_TASK, {"id": task_id, "owner": owner_id}).fetchone()
+    if row is None:
+        raise TaskNotFound(task_id)
+    return TaskReport.model_validate(row)
+
+
+def list_tasks(
+    conn: Conn, owner_id: int, *, limit: int = 50, before: int | None = None
+) -> list[TaskReport]:
+    rows = conn.execute(
+        queries.LIST_OWN_TASKS, {"owner": owner_id, "limit": limit, "before": before}
+    ).fetchall()
+    return [TaskReport.model_validate(row) for row in rows]
+
+
+def retry_task(conn: Conn, task_id: int, owner_id: int) -> Task:
+    """failure → fresh, error and attempts cleared; the trigger announces it again."""
+    row = conn.execute(queries.RETRY_TASK, {"id": task_id, "owner": owner_id}).fetchone()
+    if row is None:
+        raise TaskNotRetryable(get_task(conn, task_id, owner_id).status)
+    return Task.model_validate(row)
+
+
+def claim_task(conn: Conn, task_id: int, worker: str, types: list[str]) -> Task | None:
+    """Claim one task by id; None when it is not fresh (any more) or not of these types."""
+    row = conn.execute(
+        queries.CLAIM_BY_ID, {"id": task_id, "worker": worker, "types": types}
+    ).fetchone()
+    return None if row is None else Task.model_validate(row)
+
+
+def claim_batch(conn: Conn, worker: str, types: list[str], limit: int) -> list[Task]:
+    """Claim up to `limit` of the oldest fresh tasks of these types."""
+    rows = conn.execute(
+        queries.CLAIM_BATCH, {"worker": worker, "types": types, "limit": limit}
+    ).fetchall()
+    return sorted((Task.model_validate(row) for row in rows), key=lambda t: t.id)
+
+
+def heartbeat(conn: Conn, worker: str, progress: dict[int, dict[str, Any] | None]) -> set[int]:
+    """Refresh the lease of these tasks; return the ids this worker still owns."""
+    reports = [{"task_id": tid, "progress": p} for tid, p in progress.items() if p is not None]
+    rows = conn.execute(
+        queries.HEARTBEAT,
+        {"ids": list(progress), "worker": worker, "progress": Jsonb(reports)},
+    ).fetchall()
+    return {int(row["id"]) for row in rows}
+
+
+def finish_task(conn: Conn, task_id: int, worker: str, result: dict[str, Any] | None) -> bool:
+    """Mark success and store the result; False (nothing changed) if the worker lost the task."""
+    return task_id in finish_tasks(conn, worker, {task_id: result})
+
+
+def finish_tasks(conn: Conn, worker: str, results: dict[int, dict[str, Any] | None]) -> set[int]:
+    """Mark these tasks a success in one statement; return the ids this worker still owned."""
+    stored = [
+        {"task_id": tid, "result": result} for tid, result in results.items() if result is not None
+    ]
+    rows = conn.execute(
+        queries.FINISH_TASKS,
+        {"ids": list(results), "worker": worker, "results": Jsonb(stored)},
+    ).fetchall()
+    return {int(row["id"]) for row in rows}
+
+
+def fail_task(
+    conn: Conn, task_id: int, worker: str, error: str, result: dict[str, Any] | None = None
+) -> bool:
+    """Mark failure with a readable error; False (nothing changed) if the worker lost the task."""
+    params = {"id": task_id, "worker": worker, "error": error}
+    if conn.execute(queries.FAIL_TASK, params).fetchone() is None:
+        return False
+    if result is not None:
+        conn.execute(queries.STORE_RESULT, {"id": task_id, "result": Jsonb(result)})
+    return True
+
+
+def release_task(conn: Conn, task_id: int, worker: str) -> bool:
+    """Give a started task back (fresh, announced again), e.g. on shutdown."""
+    return (
+        conn.execute(queries.RELEASE_TASK, {"id": task_id, "worker": worker}).fetchone() is not None
+    )
+
+
+def requeue_after_error(
+    conn: Conn, task_id: int, worker: str, max_attempts: int, error: str
+) -> str | None:
+    """Back to fresh while attempts remain, else failure; None if the worker lost the task."""
+    row = conn.execute(
+        queries.REQUEUE_AFTER_ERROR,
+        {"id": task_id, "worker": worker, "max_attempts": max_attempts, "error": error},
+    ).fetchone()
+    return None if row is None else str(row["status"])
+
+
+def sweep(conn: Conn, types: list[str], limit: int = 100) -> list[tuple[int, str]]:
+    rows = conn.execute(queries.SWEEP_FRESH, {"types": types, "limit": limit}).fetchall()
+    return [(int(row["id"]), str(row["type"])) for row in rows]
+
+
+@dataclass(frozen=True)
+class Reaped:
+    requeued: list[int]
+    failed: list[int]
+
+
+def reap(conn: Conn, lease_seconds: float, max_attempts: int) -> Reaped:
+    """Tasks of lost workers: back to fresh while attempts remain, else failure."""
+    rows = conn.execute(
+        queries.REAP_LOST, {"lease": lease_seconds, "max_attempts": max_attempts}
+    ).fetchall()
+    return Reaped(
+        requeued=sorted(int(r["id"]) for r in rows if r["status"] == "fresh"),
+        failed=sorted(int(r["id"]) for r in rows if r["status"] == "failure"),
+    )
+
+
+# --- exports ---------------------------------------------------------------------------------
+
+
+def reserve_export_id(conn: Conn, fmt: str) -> int:
+    row = conn.execute(queries.RESERVE_EXPORT_ID, {"table": queries.EXPORT_TABLES[fmt]}).fetchone()
+    assert row is not None
+    return int(row["id"])
+
+
+def record_export(
+    conn: Conn, fmt: str, export_id: int, filename: str, owner_id: int, task_id: int
+) -> None:
+    conn.execute(
+        queries.insert_export(queries.EXPORT_TABLES[fmt]),
+        {"id": export_id, "filename": filename, "owner": owner_id, "task_id": task_id},
+    )
+
+
+def get_export(conn: Conn, fmt: str, export_id: int, owner_id: int) -> ExportRecord:
+    table = queries.EXPORT_TABLES.get(fmt)
+    if table is None:
+        raise TaskNotFound(export_id)
+    row = conn.execute(
+        queries.get_own_export(table), {"id": export_id, "owner": owner_id}
+    ).fetchone()
+    if row is None:
+        raise TaskNotFound(export_id)
+    return ExportRecord.model_validate(row)
+
+
+def list_exports(conn: Conn, owner_id: int, limit: int = 100) -> list[ExportRecord]:
+    rows = conn.execute(queries.list_own_exports(), {"owner": owner_id, "limit": limit}).fetchall()
+    return [ExportRecord.model_validate(row) for row in rows]
+
+
+# --- retention -------------------------------------------------------------------------------
+
+RETENTION_LOCK_ID = 0x626F6F6B726574  # "bookret"
+
+
+@dataclass(frozen=True)
+class Expired:
+    tasks: int
+    export_files: list[str]
+
+
+def expire(
+    conn: Conn, task_age_seconds: float, export_age_seconds: float, keep_exports: int
+) -> Expired | None:
+    """Delete old finished tasks and old exports' rows, in the caller's transaction.
+
+    Returns the files of the deleted export rows, for the caller to delete *after* commit (a
+    crash in between leaves a file without a row, never a row without its file); None if another
+    listener is doing retention right now.
+    """
+    locked = conn.execute(queries.TRY_RETENTION_LOCK, {"lock": RETENTION_LOCK_ID}).fetchone()
+    if not locked or not locked["locked"]:
+        return None
+    files: list[str] = []
+    for table in queries.EXPORT_TABLES.values():
+        rows = conn.execute(
+            queries.expire_exports(table), {"keep": keep_exports, "age": export_age_seconds}
+        ).fetchall()
+        files += [str(row["filename"]) for row in rows]
+    deleted = conn.execute(
+        queries.DELETE_OLD_TASKS, {"age": task_age_seconds, "limit": 10_000}
+    ).fetchall()
+    return Expired(tasks=len(deleted), export_files=files)
+
+
+# --- the `queue` command -----------------------------------------------------------------------
+
+
+def queue_counts(conn: Conn) -> list[dict[str, Any]]:
+    return [dict(row) for row in conn.execute(queries.QUEUE_COUNTS).fetchall()]
+
+
+def oldest_tasks(conn: Conn, status: str, limit: int = 5) -> list[Task]:
+    rows = conn.execute(queries.QUEUE_OLDEST, {"status": status, "limit": limit}).fetchall()
+    return [Task.model_validate(row) for row in rows]

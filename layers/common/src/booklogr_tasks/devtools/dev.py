@@ -1,0 +1,297 @@
+"""`booklogr-tasks dev`: the whole service on one machine, in one command, stopped by one Ctrl-C.
+
+Order: database (DATABASE_URL, or an embedded server in ./.booklogr-tasks/pgdata) → migrations →
+optional demo library → the API and a listener as child processes → wait. Stopping runs the same
+steps backwards: the children get SIGTERM (the listener finishes or releases its jobs), then the
+embedded server stops. A second Ctrl-C kills the children at once; the embedded server is still
+stopped. The children run in their own sessions, so a terminal's Ctrl-C reaches only this
+process and each child gets exactly one signal; on Linux they also get SIGTERM if `dev` itself
+is killed, and a PostgreSQL orphaned that way is reused by the next run.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, suppress
+from pathlib import Path
+from types import FrameType
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+from booklogr_tasks.core.settings import Settings, load_settings
+from booklogr_tasks.db.migrate import migrate
+from booklogr_tasks.db.pool import connect
+from booklogr_tasks.devtools import demo as demo_library
+
+DEV_HOME = Path(".booklogr-tasks")
+DEV_DATABASE = "booklogr"
+DEFAULT_PORT = 8000
+SECRET_FILE = "auth-secret"
+# Slack on top of the listener's own grace period before a child is killed.
+STOP_SLACK_SECONDS = 10.0
+PR_SET_PDEATHSIG = 1
+POLL_SECONDS = 0.25
+
+
+def run_dev(host: str, port: int | None, demo: bool = False) -> int:
+    port = port if port is not None else int(os.environ.get("PORT") or DEFAULT_PORT)
+    stop = StopRequest()
+    stop.install()
+    DEV_HOME.mkdir(exist_ok=True)
+    env = dict(os.environ)
+    with ExitStack() as stack:
+        if env.get("DATABASE_URL"):
+            say(f"database:  {redacted(env['DATABASE_URL'])} (from DATABASE_URL)")
+        else:
+            from booklogr_tasks.devtools.embedded import embedded_server
+
+            data_dir = DEV_HOME / "pgdata"
+            say(f"starting the embedded PostgreSQL in {data_dir} ...")
+            server_url = stack.enter_context(embedded_server(data_dir))
+            env["DATABASE_URL"] = ensure_database(server_url, DEV_DATABASE)
+            say(f"database:  {env['DATABASE_URL']} (embedded; data kept in {data_dir})")
+        secret_note = ensure_auth(env, DEV_HOME)
+        settings = load_settings(env)
+        try:
+            applied = migrate(settings.database_url)
+        except psycopg.OperationalError as exc:
+            say(f"booklogr-tasks dev: cannot use the database: {exc}")
+            return 2
+        say("migrations: " + (", ".join(applied) if applied else "schema is up to date"))
+        if demo:
+            added = demo_library.seed_demo_library(settings.database_url)
+            say(
+                f"demo: added {added} books for user {demo_library.DEMO_USER_ID}"
+                if added
+                else f"demo: user {demo_library.DEMO_USER_ID} already has books; left as is"
+            )
+        if stop.requested.is_set():
+            return 0
+
+        children = stack.enter_context(child_processes(settings.shutdown_grace_seconds))
+        stop.on_force = children.kill
+        env["PYTHONUNBUFFERED"] = "1"
+        children.start("api", ["api", "--host", host, "--port", str(port)], env)
+        children.start("listener", ["listen"], env)
+
+        base_url = f"http://{url_host(host)}:{port}"
+        if not wait_healthy(base_url, children, stop):
+            return exit_code(children, stop)
+        say(banner(base_url, settings, secret_note, demo))
+        while not stop.requested.wait(POLL_SECONDS):
+            if children.exited():
+                break
+        say("booklogr-tasks dev: stopping")
+        return exit_code(children, stop)
+    return 0
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+# --- database ------------------------------------------------------------------------------
+
+
+def ensure_database(server_url: str, name: str) -> str:
+    """Create database `name` on the server if missing; return its URL."""
+    with connect(server_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    return urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+
+
+def redacted(url: str) -> str:
+    """The URL or conninfo string with its password hidden, for printing."""
+    if "://" not in url:
+        return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", url)
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+# --- auth ----------------------------------------------------------------------------------
+
+
+def ensure_auth(env: dict[str, str], home: Path) -> str:
+    """Give the API a way to authenticate; return a sentence saying which.
+
+    The API refuses to start with neither a secret nor single-user mode, so without either
+    `dev` makes a local secret once and keeps it, and tokens minted with it stay valid.
+    """
+    settings = load_settings(env)
+    if settings.single_user_mode:
+        return "single-user mode: no token needed, every request is user 1"
+    if settings.auth_secret_key:
+        return "tokens: HS256 with AUTH_SECRET_KEY, user id in claim `id`"
+    secret_path = home / SECRET_FILE
+    if not secret_path.exists():
+        fd = os.open(secret_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(48) + "\n")
+    env["AUTH_SECRET_KEY"] = secret_path.read_text().strip()
+    mint = (
+        f"{sys.executable} -c \"import jwt, pathlib; print(jwt.encode({{'id': 1}}, "
+        f"pathlib.Path('{secret_path}').read_text().strip(), algorithm='HS256'))\""
+    )
+    return (
+        f"tokens: HS256 with the local secret in {secret_path}; mint one for user 1 with\n  {mint}"
+    )
+
+
+# --- child processes -----------------------------------------------------------------------
+
+
+class StopRequest:
+    """SIGINT/SIGTERM once: stop in order. Twice: kill the children now."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self.count = 0
+        self.on_force: Callable[[], None] | None = None
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.count += 1
+        self.requested.set()
+        if self.count > 1 and self.on_force is not None:
+            self.on_force()
+
+
+class Children:
+    def __init__(self, grace_seconds: float) -> None:
+        self.grace_seconds = grace_seconds
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "booklogr_tasks.devtools.cli", *args],
+            env=env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent(os.getpid()),
+        )
+
+    def exited(self) -> dict[str, int]:
+        """The children that have ended, with their exit codes."""
+        return {
+            name: code for name, proc in self.procs.items() if (code := proc.poll()) is not None
+        }
+
+    def signal_all(self, signum: int) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                # The whole session: a child's own helpers go too.
+                with suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signum)
+
+    def kill(self) -> None:
+        self.signal_all(signal.SIGKILL)
+
+    def stop(self) -> None:
+        self.signal_all(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(self.grace_seconds + STOP_SLACK_SECONDS)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                proc.wait()
+        # Whatever a child left in its session (a server it started) goes with it.
+        for proc in self.procs.values():
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+@contextmanager
+def child_processes(grace_seconds: float) -> Iterator[Children]:
+    children = Children(grace_seconds)
+    try:
+        yield children
+    finally:
+        children.stop()
+
+
+def _die_with_parent(parent_pid: int) -> Callable[[], None]:
+    """A preexec_fn: the child gets SIGTERM when `dev` dies, even by SIGKILL (Linux only)."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+
+    def preexec() -> None:
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent_pid:  # dev died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
+
+
+# --- waiting -------------------------------------------------------------------------------
+
+
+def url_host(host: str) -> str:
+    """Where a client on this machine reaches a server bound to `host`."""
+    return {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(host, host)
+
+
+def healthy(base_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base_url}/healthz", timeout=2) as response:  # noqa: S310
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def wait_healthy(base_url: str, children: Children, stop: StopRequest) -> bool:
+    """Wait for /healthz 200 for as long as both children run and no stop is asked."""
+    while not stop.requested.is_set():
+        if children.exited():
+            return False
+        if healthy(base_url):
+            return True
+        stop.requested.wait(POLL_SECONDS)
+    return False
+
+
+def exit_code(children: Children, stop: StopRequest) -> int:
+    """0 after a requested stop; 1 when a child ended on its own."""
+    ended = children.exited()
+    for name, code in ended.items():
+        say(f"booklogr-tasks dev: the {name} exited with code {code}; stopping")
+    return 1 if ended else 0
+
+
+def banner(base_url: str, settings: Settings, secret_note: str, demo: bool) -> str:
+    lines = [
+        "",
+        f"booklogr-tasks is running: {base_url} (health: {base_url}/healthz)",
+        f"exports:   {settings.export_folder.resolve()}",
+        secret_note,
+    ]
+    if demo:
+        token = (
+            None
+            if settings.single_user_mode
+            else demo_library.demo_token(settings.auth_secret_key or "")
+        )
+        lines += [
+            "",
+            f"Try it (user {demo_library.DEMO_USER_ID}; paste into a shell):",
+            demo_library.curl_walkthrough(base_url, token),
+        ]
+    lines += ["", "Press Ctrl-C to stop."]
+    return "\n".join(lines)

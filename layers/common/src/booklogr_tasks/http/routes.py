@@ -1,0 +1,430 @@
+"""What each HTTP route does, as plain functions: parse, act through tasks/storage, answer.
+
+Every function takes the settings and the caller's user id (already authenticated), returns a
+typed result, and raises a typed ApiError (errors.py) for anything the caller got wrong or the
+service cannot do right now. The Chalice app only maps these to responses.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from importlib import resources
+from typing import Any, Literal
+
+import psycopg
+from aws_lambda_powertools import single_metric
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+
+from booklogr_tasks.core.errors import (
+    BadRequest,
+    Conflict,
+    InvalidField,
+    NotFound,
+    PayloadTooLarge,
+    TaskNotFound,
+    TaskNotRetryable,
+    Unavailable,
+    UnknownTaskType,
+)
+from booklogr_tasks.core.models import FINISHED, TaskReport, TaskStatus
+from booklogr_tasks.core.observability import NAMESPACE, SERVICE, MetricUnit, logger
+from booklogr_tasks.core.settings import Settings
+from booklogr_tasks.db import tasks
+from booklogr_tasks.db.pool import Conn, get_pool
+from booklogr_tasks.jobs import REGISTRY, JobSpec, get_spec, known_types
+from booklogr_tasks.storage import CONTENT_TYPES, LocalFolderStore, download_name
+
+# A request waits this long for a pooled connection before answering 503: long enough to ride
+# out a reconnect, short enough that a client is not left hanging when the database is down.
+DB_WAIT_SECONDS = 5.0
+# What polling clients are told to wait between two looks at an unfinished task.
+RETRY_AFTER_SECONDS = 2
+MAX_PAGE = 100
+DEFAULT_TASK_PAGE = 50
+_MAX_ID = 2**63 - 1  # ids are bigint
+_ID_TEXT = re.compile(r"[0-9]{1,19}")
+
+
+# --- results ---------------------------------------------------------------------------------
+
+
+class Accepted(BaseModel):
+    message: str
+    task_id: int
+    status: Literal["fresh"] = "fresh"
+
+
+class TaskView(BaseModel):
+    id: int
+    type: str
+    status: TaskStatus
+    worker: str | None
+    created_at: datetime
+    updated_on: datetime | None
+    created_by: int
+    error: str | None
+    result: dict[str, Any] | None
+    progress: dict[str, Any] | None
+    attempts: int
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    @classmethod
+    def of(cls, report: TaskReport) -> TaskView:
+        return cls.model_validate(report.model_dump(exclude={"data"}))
+
+
+class TaskPage(BaseModel):
+    items: list[TaskView]
+    # Pass as `before` to get the next (older) page; null on the last page.
+    next_before: int | None
+
+
+class ExportView(BaseModel):
+    id: int
+    format: str
+    filename: str
+    created_at: datetime
+    task_id: int | None
+    download: str
+
+
+class ExportList(BaseModel):
+    items: list[ExportView]
+
+
+class ExportFile(BaseModel):
+    filename: str
+    content_type: str
+    body: bytes
+
+
+class ExportLink(BaseModel):
+    url: str
+
+
+# --- requests --------------------------------------------------------------------------------
+
+
+class CreateTaskBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: StrictStr
+    # An object, or the same object as JSON text; checked by _validated_payload.
+    data: Any = Field(default_factory=dict)
+
+
+class TaskInvocation(BaseModel):
+    """The event a task's Lambda function receives."""
+
+    task_id: StrictInt = Field(ge=1, le=_MAX_ID)
+
+
+# --- routes ----------------------------------------------------------------------------------
+
+
+def create_task_request(
+    settings: Settings, owner_id: int, body: bytes, content_length: str | None
+) -> Accepted:
+    request = _parse_create_body(body, content_length, settings.max_body_bytes)
+    spec = get_spec(request.type)
+    if spec is None:
+        raise UnknownTaskType(
+            f"unknown task type {_short(request.type)}; known types: {', '.join(known_types())}"
+        )
+    payload = _validated_payload(spec, request.data, owner_id)
+    with _connection(settings) as conn:
+        task = tasks.create_task(conn, spec.task_type, payload.model_dump_json(), owner_id)
+    logger.info(
+        "task created", extra={"task_id": task.id, "task_type": task.type, "owner_id": owner_id}
+    )
+    count("TasksCreated", task_type=task.type)
+    return Accepted(
+        message=f"{task.type} task {task.id} accepted; poll /v1/tasks/{task.id} for its status",
+        task_id=task.id,
+    )
+
+
+def task_status(settings: Settings, owner_id: int, task_id: str) -> TaskView:
+    tid = _parse_id(task_id, "task")
+    with _connection(settings) as conn:
+        try:
+            return TaskView.of(tasks.get_task(conn, tid, owner_id))
+        except TaskNotFound:
+            raise _no_task(task_id) from None
+
+
+def retry(settings: Settings, owner_id: int, task_id: str) -> Accepted:
+    tid = _parse_id(task_id, "task")
+    with _connection(settings) as conn:
+        try:
+            task = tasks.retry_task(conn, tid, owner_id)
+        except TaskNotFound:
+            raise _no_task(task_id) from None
+        except TaskNotRetryable as exc:
+            raise Conflict(
+                f"task {tid} is {exc.status}; only a failed task can be retried"
+            ) from None
+    logger.info("task retried", extra={"task_id": task.id, "task_type": task.type})
+    return Accepted(
+        message=f"task {task.id} will run again; poll /v1/tasks/{task.id} for its status",
+        task_id=task.id,
+    )
+
+
+def list_tasks(settings: Settings, owner_id: int, query: Mapping[str, str]) -> TaskPage:
+    _known_params(query, "limit", "before")
+    size = _query_int("limit", query.get("limit"), DEFAULT_TASK_PAGE, 1, MAX_PAGE)
+    before = query.get("before")
+    cursor = None if before is None else _query_int("before", before, 0, 1, _MAX_ID)
+    with _connection(settings) as conn:
+        # One extra row tells whether an older page exists without a second query.
+        reports = tasks.list_tasks(conn, owner_id, limit=size + 1, before=cursor)
+    items = [TaskView.of(r) for r in reports[:size]]
+    return TaskPage(items=items, next_before=items[-1].id if len(reports) > size else None)
+
+
+def list_exports(settings: Settings, owner_id: int, query: Mapping[str, str]) -> ExportList:
+    _known_params(query, "limit")
+    size = _query_int("limit", query.get("limit"), MAX_PAGE, 1, MAX_PAGE)
+    with _connection(settings) as conn:
+        records = tasks.list_exports(conn, owner_id, limit=size)
+    return ExportList(
+        items=[
+            ExportView(
+                id=r.id,
+                format=r.format,
+                filename=download_name(r.format, r.id),
+                created_at=r.created_at,
+                task_id=r.task_id,
+                download=f"/v1/exports/{r.format}/{r.id}",
+            )
+            for r in records
+        ]
+    )
+
+
+def open_export(
+    settings: Settings, owner_id: int, fmt: str, export_id: str
+) -> ExportFile | ExportLink:
+    """The export's bytes (local folder) or a short-lived link to them (S3)."""
+    eid = _parse_id(export_id, "export")
+    with _connection(settings) as conn:
+        try:
+            record = tasks.get_export(conn, fmt, eid, owner_id)
+        except TaskNotFound:
+            raise NotFound(f"there is no {_short(fmt)} export {_short(export_id)}") from None
+    if settings.export_bucket:
+        from booklogr_tasks.storage.s3 import S3ExportStore
+
+        url = S3ExportStore(settings.export_bucket).presigned_url(
+            record.filename, record.format, record.id, settings.download_url_seconds
+        )
+        return ExportLink(url=url)
+    # The path comes from the database row, never from the request.
+    try:
+        body = LocalFolderStore(settings.export_folder).path_of(record.filename).read_bytes()
+    except (OSError, ValueError) as exc:
+        logger.warning(
+            "export file missing", extra={"export_id": record.id, "format": fmt, "error": str(exc)}
+        )
+        raise NotFound(f"the file of {fmt} export {record.id} is no longer available") from None
+    return ExportFile(
+        filename=download_name(record.format, record.id),
+        content_type=f"{CONTENT_TYPES[record.format]}; charset=utf-8",
+        body=body,
+    )
+
+
+def health(settings: Settings) -> dict[str, str]:
+    with _connection(settings) as conn:
+        conn.execute("SELECT 1")
+    return {"status": "ok"}
+
+
+def invocation_task_id(event: object) -> int:
+    """The task id in a Lambda invocation event `{"task_id": N}`; ValueError if there is none."""
+    try:
+        return TaskInvocation.model_validate(event).task_id
+    except ValidationError as exc:
+        raise ValueError(f"not a task invocation event: {_describe(exc)}") from None
+
+
+# --- the OpenAPI document --------------------------------------------------------------------
+
+
+def openapi_document() -> dict[str, Any]:
+    """The committed document, with the task types and their payloads taken from the registry."""
+    text = resources.files("booklogr_tasks.http").joinpath("openapi.json").read_text("utf-8")
+    doc: dict[str, Any] = json.loads(text)
+    schemas = doc["components"]["schemas"]
+    schemas["TaskType"]["enum"] = known_types()
+    schemas["CreateTask"] = {
+        "oneOf": [_create_variant(spec, schemas) for _, spec in sorted(REGISTRY.items())]
+    }
+    return doc
+
+
+def _create_variant(spec: JobSpec[Any], schemas: dict[str, Any]) -> dict[str, Any]:
+    data = spec.payload_model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(data.pop("$defs", {}))
+    # owner_id is the caller's: the API fills it in, so the document leaves it out.
+    data["properties"].pop("owner_id", None)
+    data["required"] = [name for name in data.get("required", []) if name != "owner_id"]
+    if not data["required"]:
+        del data["required"]
+    data.pop("title", None)
+    data["description"] = (
+        f"{spec.summary} `owner_id` is set from your token (send it only as your own id); "
+        "`data` may also be this object as a JSON string."
+    )
+    return {
+        "type": "object",
+        "title": spec.task_type,
+        "additionalProperties": False,
+        # `data` may be left out only when the type needs nothing but the caller's id.
+        "required": ["type", "data"] if "required" in data else ["type"],
+        "properties": {"type": {"type": "string", "enum": [spec.task_type]}, "data": data},
+    }
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def _connection(settings: Settings) -> Iterator[Conn]:
+    """A pooled connection; a database that does not answer becomes 503, not 500."""
+    try:
+        with get_pool(settings.database_url).connection(timeout=DB_WAIT_SECONDS) as conn:
+            yield conn
+    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+        logger.warning("database unavailable", extra={"error": str(exc)})
+        raise Unavailable("the database is not answering; try again shortly") from None
+
+
+def _parse_create_body(body: bytes, content_length: str | None, limit: int) -> CreateTaskBody:
+    if content_length is not None:
+        try:
+            declared = int(content_length)
+        except ValueError:
+            raise BadRequest("the Content-Length header is not a number") from None
+        if declared > limit:
+            raise _too_large(limit)
+    if len(body) > limit:
+        raise _too_large(limit)
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):
+        raise BadRequest("the body is not valid JSON") from None
+    if not isinstance(parsed, dict):
+        raise BadRequest('the body must be a JSON object: {"type": ..., "data": {...}}')
+    try:
+        return CreateTaskBody.model_validate(parsed)
+    except ValidationError as exc:
+        raise InvalidField(_describe(exc)) from None
+
+
+def _validated_payload(spec: JobSpec[Any], data: Any, owner_id: int) -> BaseModel:
+    if isinstance(data, str):
+        try:
+            data = json.loads(data)
+        except (ValueError, RecursionError):
+            raise InvalidField("data: not valid JSON text") from None
+    if not isinstance(data, dict):
+        raise InvalidField("data: must be a JSON object, or a JSON string holding one")
+    given = data.get("owner_id", owner_id)
+    if type(given) is not int or given != owner_id:
+        raise InvalidField(
+            f"data.owner_id: must be your own user id ({owner_id}) or left out; "
+            "tasks always act for the caller"
+        )
+    try:
+        payload: BaseModel = spec.payload_model.model_validate({**data, "owner_id": owner_id})
+    except ValidationError as exc:
+        raise InvalidField(_describe(exc, "data")) from None
+    return payload
+
+
+def _parse_id(text: str, what: str) -> int:
+    # Anything that is not an id cannot name a row: the same 404 as an id that does not exist.
+    if _ID_TEXT.fullmatch(text) and 1 <= int(text) <= _MAX_ID:
+        return int(text)
+    raise NotFound(f"there is no {what} {_short(text)}")
+
+
+def _known_params(query: Mapping[str, str], *known: str) -> None:
+    unknown = sorted(set(query) - set(known))
+    if unknown:
+        raise BadRequest(
+            f"unknown query parameter {_short(unknown[0])}; this route takes {', '.join(known)}"
+        )
+
+
+def _query_int(name: str, text: str | None, default: int, low: int, high: int) -> int:
+    if text is None:
+        return default
+    if _ID_TEXT.fullmatch(text) and low <= int(text) <= high:
+        return int(text)
+    raise BadRequest(f"query parameter {name} must be an integer from {low} to {high}")
+
+
+def _no_task(task_id: str) -> NotFound:
+    return NotFound(f"there is no task {_short(task_id)}")
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"the body is larger than the limit of {limit} bytes")
+
+
+def _describe(exc: ValidationError, prefix: str = "") -> str:
+    problems = []
+    for err in exc.errors():
+        parts = [prefix, *map(str, err["loc"])] if prefix else list(map(str, err["loc"]))
+        where = ".".join(parts)
+        problems.append(f"{where or 'body'}: {err['msg']}")
+    return "; ".join(problems)
+
+
+def _short(value: str, limit: int = 60) -> str:
+    """A caller's value quoted in a message, cut so an error never echoes a whole body."""
+    return repr(value if len(value) <= limit else value[:limit] + "…")
+
+
+def count(metric: str, **dimensions: str) -> None:
+    """One CloudWatch (EMF) count. single_metric keeps concurrent requests' dimensions apart."""
+    with single_metric(
+        name=metric,
+        unit=MetricUnit.Count,
+        value=1,
+        namespace=NAMESPACE,
+        default_dimensions={"service": SERVICE},
+    ) as m:
+        for name, value in dimensions.items():
+            m.add_dimension(name=name, value=value)
+
+
+__all__ = [
+    "RETRY_AFTER_SECONDS",
+    "Accepted",
+    "ExportFile",
+    "ExportLink",
+    "ExportList",
+    "TaskPage",
+    "TaskView",
+    "count",
+    "create_task_request",
+    "health",
+    "invocation_task_id",
+    "list_exports",
+    "list_tasks",
+    "open_export",
+    "openapi_document",
+    "retry",
+    "task_status",
+]

@@ -1,0 +1,487 @@
+"""What every import shares: read the CSV, turn rows into books, load them in one transaction.
+
+An import first parses and validates the whole file (nothing touches the database), then writes
+every book and note inside the transaction that marks the task a success, so the books and the
+task's outcome commit together or not at all.
+
+Rows are numbered like a spreadsheet shows them: the header is row 1.
+"""
+
+from __future__ import annotations
+
+import csv
+import gc
+import io
+import re
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from typing import Any
+
+from booklogr_tasks.core.errors import JobError, RowInvalid
+from booklogr_tasks.core.models import ImportPayload
+from booklogr_tasks.db.pool import Conn, pooled
+from booklogr_tasks.jobs.base import JobContext, JobSpec, Outcome
+
+READING_STATUSES = ("Read", "Currently reading", "To be read", "Did not finish")
+PROGRESS_EVERY_ROWS = 1000
+_MAX_INT = 2**31 - 1
+_MAX_ROWS_LISTED = 20
+
+# Long reviews exceed the csv module's default 128 KiB per field; the API bounds the file size.
+csv.field_size_limit(max(csv.field_size_limit(), min(sys.maxsize, 64 * 1024 * 1024)))
+
+
+@dataclass(slots=True)
+class NoteIn:
+    content: str
+    quote_page: int | None = None
+    visibility: str | None = "hidden"
+    created_on: datetime | None = None
+
+
+@dataclass(slots=True)
+class BookIn:
+    row: int
+    title: str
+    isbn: str | None = None
+    author: str | None = None
+    description: str | None = None
+    reading_status: str | None = "To be read"
+    current_page: int | None = 0
+    total_pages: int | None = 0
+    rating: Decimal | None = None
+    created_on: datetime | None = None
+    notes: list[NoteIn] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Record:
+    """One data row of the file, read by column name."""
+
+    row: int
+    cells: list[str]
+    # Casefolded column name → index of its first occurrence; one dict shared by every row.
+    columns: dict[str, int]
+    problem: str | None = None  # why the row cannot be read at all
+
+    def get(self, column: str) -> str:
+        index = self.columns.get(column)
+        if index is None:
+            index = self.columns.get(column.casefold())
+        return "" if index is None else self.cells[index]
+
+
+class Remarks:
+    """What an import had to map lossily, said once per kind with the rows it concerns."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, list[int]] = {}
+
+    def add(self, message: str, row: int) -> None:
+        self._rows.setdefault(message, []).append(row)
+
+    def messages(self) -> list[str]:
+        out = []
+        for message, rows in self._rows.items():
+            listed = ", ".join(str(r) for r in rows[:_MAX_ROWS_LISTED])
+            more = (
+                f" and {len(rows) - _MAX_ROWS_LISTED} more" if len(rows) > _MAX_ROWS_LISTED else ""
+            )
+            out.append(f"{message} (row{'s' if len(rows) > 1 else ''} {listed}{more})")
+        return out
+
+
+# Turns one record into a book; raises RowInvalid for a row it cannot read.
+Converter = Callable[[Record, Remarks], BookIn]
+
+
+@dataclass(frozen=True)
+class ImportFormat:
+    name: str  # as the user knows the file, e.g. "Goodreads library export"
+    required: tuple[str, ...]
+    convert: Converter
+
+
+@dataclass
+class Parsed:
+    books: list[BookIn]
+    rows: int
+    invalid: list[dict[str, Any]]
+    remarks: list[str]
+
+
+Progress = Callable[[int, int], None]
+
+
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cycle collector while a file becomes objects.
+
+    Parsing makes hundreds of thousands of small acyclic objects, and each few hundred
+    allocations trigger a collection that walks the ones made so far: more than half of the
+    time of a 100k-row parse. Nothing made here forms a cycle, so nothing waits on the pause.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def parse(text: str, fmt: ImportFormat, progress: Progress | None = None) -> Parsed:
+    """Every book of the file, or JobError when the file is not what `fmt` describes."""
+    with _no_cyclic_gc():
+        return _parse(text, fmt, progress)
+
+
+def _parse(text: str, fmt: ImportFormat, progress: Progress | None) -> Parsed:
+    # Rows are converted as they are read, so only the books stay in memory, not every cell of
+    # the file. Line count less the header: the exact number of rows unless cells hold line
+    # breaks, an upper bound for the progress report either way.
+    estimate = max(text.count("\n") - 1, 1)
+    remarks = Remarks()
+    books: list[BookIn] = []
+    invalid: list[dict[str, Any]] = []
+    rows = 0
+    for record in read_records(text, fmt):
+        rows += 1
+        try:
+            if record.problem is not None:
+                raise RowInvalid(record.problem)
+            books.append(fmt.convert(record, remarks))
+        except RowInvalid as exc:
+            invalid.append({"row": record.row, "reason": str(exc)})
+        if progress is not None and rows % PROGRESS_EVERY_ROWS == 0:
+            progress(rows, max(estimate, rows))
+    if rows and not books:
+        raise JobError(
+            f"none of the {rows} rows of this {fmt.name} could be read",
+            {"imported": 0, "skipped_invalid": invalid},
+        )
+    return Parsed(books, rows, invalid, remarks.messages())
+
+
+def read_records(text: str, fmt: ImportFormat) -> Iterator[Record]:
+    """The data rows, one at a time; JobError (at the first row or where the CSV breaks) when
+    the file is not a readable `fmt`."""
+    check_text(text)
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""), strict=True)
+    try:
+        header = next(reader, None)
+        if header is None or not any(cell.strip() for cell in header):
+            raise JobError(f"the file is empty: expected a {fmt.name} with a header row")
+        columns = [cell.strip() for cell in header]
+        folded = {c.casefold() for c in columns}
+        missing = [c for c in fmt.required if c.casefold() not in folded]
+        if missing:
+            raise JobError(
+                f"this is not a {fmt.name}: required column{'s' if len(missing) > 1 else ''} "
+                f"missing: {', '.join(missing)}"
+            )
+        yield from _records(reader, columns)
+    except csv.Error as exc:
+        raise JobError(f"the file is not readable CSV (row {reader.line_num}): {exc}") from exc
+
+
+def _records(reader: Iterator[list[str]], columns: list[str]) -> Iterator[Record]:
+    # Names as written and casefolded; a repeated column name counts once, first wins.
+    index: dict[str, int] = {}
+    for position, name in enumerate(columns):
+        index.setdefault(name.casefold(), position)
+    for name in columns:
+        index.setdefault(name, index[name.casefold()])
+    width = len(columns)
+    for row, cells in enumerate(reader, start=2):
+        if not cells:
+            continue  # a blank line holds no row
+        if len(cells) < width or (len(cells) > width and any(c.strip() for c in cells[width:])):
+            problem = f"the row has {len(cells)} cells where the header has {width}"
+            yield Record(row, [], {}, problem)
+            continue
+        yield Record(row, cells, index)
+
+
+def check_text(text: str) -> None:
+    """Text PostgreSQL can store: UTF-8 without NUL. Bytes that were not UTF-8 reach us as lone
+    surrogates or as U+FFFD replacement characters."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise JobError(
+            f"the file is not valid UTF-8 (line {_line_of(text, exc.start)}); "
+            "save it as UTF-8 and try again"
+        ) from exc
+    for char, what in (("\ufffd", "is not valid UTF-8"), ("\x00", "contains NUL characters")):
+        at = text.find(char)
+        if at >= 0:
+            raise JobError(
+                f"the file {what} (line {_line_of(text, at)}); save it as UTF-8 text and try again"
+            )
+
+
+def _line_of(text: str, index: int) -> int:
+    return text.count("\n", 0, index) + 1
+
+
+# --- reading cells ------------------------------------------------------------------------------
+
+_WHOLE = re.compile(r"[0-9]{1,10}")
+_DECIMAL = re.compile(r"[0-9]{1,3}(\.[0-9]+)?")
+_DAY = re.compile(r"([0-9]{4})[/-]([0-9]{1,2})[/-]([0-9]{1,2})")
+_ISBN_PUNCTUATION = re.compile(r"[\s-]")
+_BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
+_NOT_ISBN_DIGIT = re.compile(r"[^0-9X]")
+
+
+def text_or_none(value: str) -> str | None:
+    value = value.strip()
+    return value or None
+
+
+def clean(value: str, what: str) -> str:
+    """A string from inside the file (e.g. JSON) that PostgreSQL must be able to store."""
+    if "\x00" in value:
+        raise RowInvalid(f"{what} contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise RowInvalid(f"{what} is not valid UTF-8 text") from exc
+    return value
+
+
+@lru_cache(maxsize=4096)  # files repeat the same few values; results are immutable
+def whole_number(value: str, what: str) -> int | None:
+    value = value.strip()
+    if not value:
+        return None
+    if not _WHOLE.fullmatch(value) or int(value) > _MAX_INT:
+        raise RowInvalid(f"{what} {value!r} is not a whole number from 0 to {_MAX_INT}")
+    return int(value)
+
+
+@lru_cache(maxsize=4096)  # files repeat the same few values; results are immutable
+def rating(value: str, what: str, zero_is_unrated: bool = False) -> Decimal | None:
+    """A rating from 0 to 5 in hundredths (BookLogr's numeric(3,2))."""
+    value = value.strip()
+    if not value:
+        return None
+    if not _DECIMAL.fullmatch(value):
+        raise RowInvalid(f"{what} {value!r} is not a number")
+    number = Decimal(value)
+    try:
+        exact = number == number.quantize(Decimal("0.01"))
+    except InvalidOperation:
+        exact = False
+    if not exact or number > 5:
+        raise RowInvalid(f"{what} {value!r} is not a rating from 0 to 5 in steps of 0.01")
+    if zero_is_unrated and number == 0:
+        return None
+    return number.quantize(Decimal("0.01"))
+
+
+@lru_cache(maxsize=4096)  # files repeat the same few values; results are immutable
+def day(value: str, what: str) -> datetime | None:
+    """A date as Goodreads and The StoryGraph write it: 2021/03/04 (or 2021-03-04)."""
+    value = value.strip()
+    if not value:
+        return None
+    match = _DAY.fullmatch(value)
+    try:
+        if match is None:
+            raise ValueError
+        parsed = date(int(match[1]), int(match[2]), int(match[3]))
+    except ValueError:
+        raise RowInvalid(f"{what} {value!r} is not a date like 2021/03/04") from None
+    return datetime(parsed.year, parsed.month, parsed.day)
+
+
+def timestamp(value: object, what: str) -> datetime | None:
+    """An ISO 8601 timestamp, as naive UTC (how BookLogr stores its timestamps)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise RowInvalid(f"{what} is not a date and time")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise RowInvalid(f"{what} {value!r} is not an ISO 8601 date and time") from None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    return parsed
+
+
+_ISBN = re.compile(r"[0-9]{9}[0-9X]|[0-9]{13}")
+
+
+def isbn_or_none(value: str) -> str | None:
+    """The ISBN in `value` without hyphens or spaces, None when it is not an ISBN."""
+    compact = _ISBN_PUNCTUATION.sub("", value).upper()
+    return compact if _ISBN.fullmatch(compact) else None
+
+
+def paragraphs(html_text: str) -> str:
+    """Review text as plain lines: Goodreads writes line breaks as <br/>."""
+    return _BR.sub("\n", html_text).strip()
+
+
+def started_or_finished(status: str, total_pages: int | None) -> int:
+    """BookLogr's current page for a new book: the last page once read, else 0."""
+    return total_pages if status == "Read" and total_pages else 0
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+# A duplicate is the same owner and ISBN, however the ISBN was punctuated.
+DUPLICATE_KEY = "upper(regexp_replace(isbn, '[^0-9Xx]', '', 'g'))"
+# The keys travel as one newline-separated text: adapting a list of 100k strings costs more
+# than the query. Keys hold only digits and X.
+EXISTING_ISBNS = f"""
+SELECT DISTINCT {DUPLICATE_KEY} AS isbn FROM books
+ WHERE owner_id = %(owner)s AND {DUPLICATE_KEY} = ANY(string_to_array(%(isbns)s, E'\\n'))"""
+
+# BookLogr's books.owner_id references profiles.owner_id: such databases need the profile first.
+PROFILE_REQUIRED = """
+SELECT EXISTS (
+    SELECT 1 FROM pg_constraint
+     WHERE contype = 'f' AND conrelid = to_regclass('books')
+       AND confrelid = to_regclass('profiles')) AS required"""
+# display_name is unique: take 'user<id>' when free, else leave it empty for BookLogr to ask.
+CREATE_PROFILE = """
+INSERT INTO profiles (owner_id, display_name, visibility)
+SELECT %(owner)s,
+       CASE WHEN EXISTS (SELECT 1 FROM profiles WHERE display_name = %(name)s)
+            THEN NULL ELSE %(name)s END,
+       'hidden'
+ON CONFLICT DO NOTHING"""
+
+# Imports of one owner take turns, so two files cannot both add the same new ISBN.
+LOCK_OWNER = "SELECT pg_advisory_xact_lock(hashtext('booklogr_tasks.import'), %(owner)s)"
+BOOK_IDS = """
+SELECT nextval(pg_get_serial_sequence('books', 'id')) AS id
+  FROM generate_series(1, %(n)s) ORDER BY 1"""
+NOW_UTC = "SELECT (now() AT TIME ZONE 'UTC') AS now"
+COPY_BOOKS = """COPY books (id, title, isbn, author, description, reading_status, current_page,
+                  total_pages, rating, owner_id, created_on) FROM STDIN"""
+COPY_NOTES = "COPY notes (book_id, content, quote_page, visibility, created_on) FROM STDIN"
+
+
+def duplicate_key(book: BookIn) -> str | None:
+    if book.isbn is None:
+        return None
+    key = _NOT_ISBN_DIGIT.sub("", book.isbn.upper())
+    return key or None
+
+
+def existing_isbns(conn: Conn, owner_id: int, keys: Sequence[str]) -> set[str]:
+    if not keys:
+        return set()
+    rows = conn.execute(EXISTING_ISBNS, {"owner": owner_id, "isbns": "\n".join(keys)}).fetchall()
+    return {row["isbn"] for row in rows}
+
+
+def ensure_profile(conn: Conn, owner_id: int) -> None:
+    row = conn.execute(PROFILE_REQUIRED).fetchone()
+    if row is not None and row["required"]:
+        conn.execute(CREATE_PROFILE, {"owner": owner_id, "name": f"user{owner_id}"})
+
+
+def load(conn: Conn, owner_id: int, books: Sequence[BookIn]) -> int:
+    """COPY the books, then their notes (ids taken up front so notes can point at them)."""
+    if not books:
+        return 0
+    ids = [row["id"] for row in conn.execute(BOOK_IDS, {"n": len(books)}).fetchall()]
+    now_row = conn.execute(NOW_UTC).fetchone()
+    assert now_row is not None
+    now = now_row["now"]
+    notes = 0
+    with conn.cursor() as cur:
+        with cur.copy(COPY_BOOKS) as copy:
+            for book_id, b in zip(ids, books, strict=True):
+                copy.write_row(
+                    (book_id, b.title, b.isbn, b.author, b.description, b.reading_status,
+                     b.current_page, b.total_pages, b.rating, owner_id, b.created_on or now)
+                )  # fmt: skip
+        with cur.copy(COPY_NOTES) as copy:
+            for book_id, b in zip(ids, books, strict=True):
+                for n in b.notes:
+                    copy.write_row(
+                        (book_id, n.content, n.quote_page, n.visibility, n.created_on or now)
+                    )
+                    notes += 1
+    return notes
+
+
+def run_import(ctx: JobContext, payload: ImportPayload, fmt: ImportFormat) -> Outcome:
+    owner = payload.owner_id
+
+    def progress(done: int, total: int) -> None:
+        ctx.check_lost()
+        ctx.report_progress(done, total)
+
+    parsed = parse(payload.csv, fmt, progress)
+    ctx.report_progress(parsed.rows, parsed.rows)
+
+    books, in_file = parsed.books, list[BookIn]()
+    if not payload.allow_duplicates:
+        books, in_file = _first_of_each_isbn(parsed.books)
+    keyed = [(duplicate_key(b), b) for b in books]
+    keys = sorted({k for k, _ in keyed if k is not None})
+    with pooled(ctx.settings.database_url) as conn:
+        existing = set() if payload.allow_duplicates else existing_isbns(conn, owner, keys)
+    to_load = [b for k, b in keyed if k not in existing]
+    in_library = [b for k, b in keyed if k in existing]
+    duplicates = sorted([b.row for b in in_file] + [b.row for b in in_library])
+
+    result: dict[str, Any] = {
+        "imported": len(to_load),
+        "book_notes": sum(len(b.notes) for b in to_load),
+        "skipped_duplicates": len(duplicates),
+        "duplicate_rows": duplicates,
+        "skipped_invalid": parsed.invalid,
+        "notes": parsed.remarks,
+    }
+
+    def publish(conn: Conn) -> None:
+        ensure_profile(conn, owner)
+        conn.execute(LOCK_OWNER, {"owner": owner})
+        if not payload.allow_duplicates and existing_isbns(conn, owner, keys) != existing:
+            raise JobError(
+                "another import added some of these books while this one ran; "
+                "retry this import to skip them"
+            )
+        load(conn, owner, to_load)
+
+    return Outcome(result=result, publish=publish)
+
+
+def _first_of_each_isbn(books: list[BookIn]) -> tuple[list[BookIn], list[BookIn]]:
+    seen: set[str] = set()
+    kept, repeated = [], []
+    for book in books:
+        key = duplicate_key(book)
+        if key is not None and key in seen:
+            repeated.append(book)
+            continue
+        if key is not None:
+            seen.add(key)
+        kept.append(book)
+    return kept, repeated
+
+
+def register_import(task_type: str, fmt: ImportFormat, summary: str) -> JobSpec[Any]:
+    """Register an import type: the shared payload, run_import() with this file format."""
+    from booklogr_tasks.jobs import register
+
+    def run(ctx: JobContext, payload: ImportPayload) -> Outcome:
+        return run_import(ctx, payload, fmt)
+
+    return register(
+        JobSpec(task_type=task_type, payload_model=ImportPayload, run=run, summary=summary)
+    )

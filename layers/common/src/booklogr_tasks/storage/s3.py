@@ -1,0 +1,167 @@
+"""Exports in S3 (EXPORT_BUCKET set): streamed in parts, so memory stays flat.
+
+Bytes collect in a buffer of one part; when it fills, a multipart upload starts (or continues)
+and the part is sent. An export smaller than one part, which is most of them at BookLogr's
+scale, is stored with a single PutObject instead of three multipart requests.
+
+The object exists once complete() returns, before the success transaction commits; if that
+transaction does not commit, the object is deleted. Downloads are short-lived presigned URLs.
+An upload abandoned by a killed worker is cleaned by the next attempt at the same task
+(discard_leftovers) and by the bucket's AbortIncompleteMultipartUpload rule (infra/).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.config import Config
+
+from booklogr_tasks.storage.base import CONTENT_TYPES, download_name
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+
+# S3's smallest part (except the last) is 5 MiB; 8 MiB keeps requests few for large exports
+# and still allows 80 GB in S3's 10,000 parts.
+PART_SIZE = 8 * 1024 * 1024
+
+_client: S3Client | None = None
+_client_lock = threading.Lock()
+
+
+def s3_client() -> S3Client:
+    """One client per process: creating one costs tens of milliseconds, and boto3's default
+    session must not be used from several threads at once, so it is built once under a lock."""
+    global _client
+    with _client_lock:
+        if _client is None:
+            # SigV4 presigned URLs work in every region (SigV2 is refused outside old ones).
+            _client = boto3.session.Session().client("s3", config=Config(signature_version="s3v4"))
+        return _client
+
+
+def reset_client() -> None:
+    """Forget the process's client (tests that start a new fake AWS call this)."""
+    global _client
+    with _client_lock:
+        _client = None
+
+
+class _S3Pending:
+    def __init__(self, client: S3Client, bucket: str, key: str, fmt: str) -> None:
+        self.client, self.bucket, self.key = client, bucket, key
+        self.content_type = f"{CONTENT_TYPES[fmt]}; charset=utf-8"
+        self._buffer = bytearray()
+        self._parts: list[CompletedPartTypeDef] = []
+        self._upload_id: str | None = None
+        self._completed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._buffer += data
+        if len(self._buffer) >= PART_SIZE:
+            self._send_part()
+
+    def _send_part(self) -> None:
+        if self._upload_id is None:
+            self._upload_id = self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=self.key, ContentType=self.content_type
+            )["UploadId"]
+        number = len(self._parts) + 1
+        response = self.client.upload_part(
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=self._upload_id,
+            PartNumber=number,
+            Body=bytes(self._buffer),
+        )
+        self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
+        self._buffer.clear()
+
+    def complete(self) -> None:
+        if self._upload_id is None:
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=self.key,
+                Body=bytes(self._buffer),
+                ContentType=self.content_type,
+            )
+        else:
+            if self._buffer:
+                self._send_part()
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": self._parts},
+            )
+            self._upload_id = None
+        self._buffer.clear()
+        self._completed = True
+
+    def publish(self) -> None:
+        """The completed object is already in place; the database row makes it an export."""
+
+    def discard(self) -> None:
+        self._buffer.clear()
+        if self._upload_id is not None:
+            self.client.abort_multipart_upload(
+                Bucket=self.bucket, Key=self.key, UploadId=self._upload_id
+            )
+            self._upload_id = None
+        if self._completed:
+            self.client.delete_object(Bucket=self.bucket, Key=self.key)
+            self._completed = False
+
+
+class S3ExportStore:
+    def __init__(self, bucket: str, client: S3Client | None = None) -> None:
+        self.bucket = bucket
+        self.client = client or s3_client()
+
+    def begin(self, key: str, fmt: str) -> _S3Pending:
+        return _S3Pending(self.client, self.bucket, key, fmt)
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def discard_leftovers(self, owner_id: int, fmt: str, task_id: int) -> int:
+        # The trailing dash keeps task 1 from matching task 12's keys.
+        prefix = f"{owner_id}/{fmt}-{task_id}-"
+        removed = 0
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        ):
+            for obj in page.get("Contents", []):
+                self.client.delete_object(Bucket=self.bucket, Key=obj["Key"])
+                removed += 1
+        for uploads in self.client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        ):
+            for upload in uploads.get("Uploads", []):
+                self.client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                )
+                removed += 1
+        return removed
+
+    def list_keys(self) -> list[str]:
+        keys: list[str] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
+            keys.extend(obj["Key"] for obj in page.get("Contents", []))
+        return sorted(keys)
+
+    def presigned_url(self, key: str, fmt: str, export_id: int, expires: int) -> str:
+        return self.client.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self.bucket,
+                "Key": key,
+                "ResponseContentDisposition": (
+                    f'attachment; filename="{download_name(fmt, export_id)}"'
+                ),
+            },
+            ExpiresIn=expires,
+        )

@@ -1,0 +1,33 @@
+"""Assemble a listener from settings: worker identity, runner, invoker."""
+
+from __future__ import annotations
+
+from booklogr_tasks.core.settings import Settings
+from booklogr_tasks.jobs import known_types
+from booklogr_tasks.worker.invokers import InProcessInvoker
+from booklogr_tasks.worker.listener import Listener
+from booklogr_tasks.worker.runner import Runner, worker_identity
+
+
+def build_listener(
+    settings: Settings,
+    types: list[str] | None = None,
+    concurrency: int = 4,
+    nickname: str | None = None,
+) -> Listener:
+    served = types or known_types()
+    unknown = sorted(set(served) - set(known_types()))
+    if unknown:
+        raise ValueError(f"unknown task types {unknown}; known: {known_types()}")
+    worker = worker_identity(nickname or settings.worker_nickname)
+    if settings.task_invoker == "lambda":
+        from booklogr_tasks.worker.lambda_invoker import LambdaInvoker
+
+        # Each function claims and runs its own task; this process only invokes.
+        return Listener(settings, served, worker, LambdaInvoker(settings))
+    # The pool serves the jobs, the claims and the heartbeat.
+    runner = Runner(settings, worker, pool_size=concurrency + 3, group_commit=True)
+    in_process = InProcessInvoker(runner, concurrency)
+    listener = Listener(settings, served, worker, in_process)
+    in_process.on_done = listener.wake
+    return listener
