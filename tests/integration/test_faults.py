@@ -307,10 +307,11 @@ def test_retention_runs_in_one_listener_at_a_time(settings: Any, db_url: str) ->
     from booklogr_tasks.db.pool import connect
 
     with connect(db_url) as first, connect(db_url) as second:
-        assert tasks.expire(first, 1e9, 1e9, 3) is not None
-        assert tasks.expire(second, 1e9, 1e9, 3) is None  # first still holds the lock
+        assert tasks.expire(first, 1e9, 1e9, 3, ["csv_export"]) is not None
+        # first still holds the lock
+        assert tasks.expire(second, 1e9, 1e9, 3, ["csv_export"]) is None
         first.commit()
-        assert tasks.expire(second, 1e9, 1e9, 3) is not None
+        assert tasks.expire(second, 1e9, 1e9, 3, ["csv_export"]) is not None
 
 
 def test_database_stop_and_start_during_a_burst(tmp_path: Path, export_folder: Path) -> None:

@@ -162,7 +162,11 @@ class Listener:
             self._maybe_more = True
         if self.reap_timer.fire(now) or force:
             reaped = tasks.reap(
-                claims, self.settings.task_lease_seconds, self.settings.task_max_attempts
+                claims,
+                self.settings.task_lease_seconds,
+                self.settings.task_max_attempts,
+                self.types,
+                self.settings.retry_delay,
             )
             if reaped.requeued or reaped.failed:
                 logger.warning(
@@ -171,7 +175,7 @@ class Listener:
                 )
             discard_files_of(self.settings, reaped.failed)
         if self.retention_timer.fire(now):
-            run_retention(self.settings)
+            run_retention(self.settings, self.types)
 
     def _dispatch(self, claims: Conn) -> None:
         if not self._maybe_more:
