@@ -6,7 +6,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,21 +25,6 @@ from tests.helpers import (
 )
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def test_job_types() -> Iterator[None]:
-    """The test-only job types in this process too, for this test alone (other tests compare
-    the registry with what is deployed)."""
-    from booklogr_tasks.jobs import REGISTRY
-
-    from tests import jobs_for_tests
-
-    for spec in jobs_for_tests.SPECS:
-        REGISTRY[spec.task_type] = spec
-    yield
-    for spec in jobs_for_tests.SPECS:
-        REGISTRY.pop(spec.task_type, None)
 
 
 @pytest.fixture
