@@ -36,6 +36,8 @@ def fenv(env: dict[str, str]) -> dict[str, str]:
         "TASK_LEASE_SECONDS": "1.5",
         "TASK_SWEEP_SECONDS": "0.3",
         "TASK_MAX_ATTEMPTS": "5",
+        "TASK_RETRY_BASE_SECONDS": "0.2",
+        "TASK_RETRY_MAX_SECONDS": "2",
     }
 
 
@@ -126,7 +128,7 @@ def test_task_whose_worker_keeps_dying_fails_after_max_attempts(
         )
     row = task_row(conn, task_id)
     assert row["attempts"] == 2
-    assert "worker lost 2 times" in row["error"]
+    assert "worker lost 2 times" in row["error"] and "gave up after 2 attempts" in row["error"]
 
 
 def _terminate_everyone(conn: Any) -> int:
@@ -142,15 +144,37 @@ def test_terminating_every_connection_during_a_burst_loses_and_doubles_nothing(
 ) -> None:
     seed_books(conn, owner_id=1, count=1)
     with (
-        service(["listen", "--nickname", "a"], fenv, tmp_path / "a.log"),
-        service(["listen", "--nickname", "b"], fenv, tmp_path / "b.log"),
+        service(["listen", "--nickname", "a"], fenv, tmp_path / "a.log") as a,
+        service(["listen", "--nickname", "b"], fenv, tmp_path / "b.log") as b,
     ):
+        # Synchronise on events, not on sleeps: each round of terminations waits until both
+        # listeners are connected again (each logs "listening" once per connection) and the
+        # burst has made progress since the previous round, so every round hits both listeners
+        # in the middle of their work.
+        def listening(proc: Any) -> int:
+            return int(proc.log().count('"listening"'))
+
         insert_tasks(conn, "csv_export", owner_id=1, count=1000)
-        terminated = 0
-        for _ in range(5):
-            time.sleep(0.3)
-            terminated += _terminate_everyone(conn)
-        assert terminated > 0
+        done_before = 0
+        rounds = 0
+        while rounds < 5:
+            done = wait_until(
+                lambda d=done_before, r=rounds: (  # type: ignore[misc]
+                    n
+                    if listening(a) > r
+                    and listening(b) > r
+                    and (n := count_with_status(conn, "success")) > d
+                    else 0
+                ),
+                timeout=120,
+                what="both listeners back, and progress since the last termination",
+            )
+            if done == 1000:
+                break
+            assert _terminate_everyone(conn) >= 2  # at least both LISTEN connections
+            rounds += 1
+            done_before = done
+        assert rounds >= 1, "the first termination comes after the first success of 1000"
         wait_until(
             lambda: count_with_status(conn, "success") == 1000,
             timeout=180,
@@ -173,10 +197,13 @@ def test_three_listeners_racing_over_10000_tasks(
 ) -> None:
     fenv = {**fenv, "TASK_LEASE_SECONDS": "30"}
     with (
-        service(["listen", "--concurrency", "4"], fenv, tmp_path / "a.log"),
-        service(["listen", "--concurrency", "4"], fenv, tmp_path / "b.log"),
-        service(["listen", "--concurrency", "4"], fenv, tmp_path / "c.log"),
+        service(["listen", "--concurrency", "4"], fenv, tmp_path / "a.log") as a,
+        service(["listen", "--concurrency", "4"], fenv, tmp_path / "b.log") as b,
+        service(["listen", "--concurrency", "4"], fenv, tmp_path / "c.log") as c,
     ):
+        # All three race only if all three are up before the burst (a slow start under load
+        # would otherwise leave the work to two of them).
+        wait_until(lambda: all("listening" in p.log() for p in (a, b, c)), what="listeners")
         insert_tasks(conn, "test_noop", owner_id=1, count=10000)
         wait_until(
             lambda: count_with_status(conn, "success") == 10000,
@@ -318,6 +345,8 @@ def test_database_stop_and_start_during_a_burst(tmp_path: Path, export_folder: P
             "TASK_LEASE_SECONDS": "1.5",
             "TASK_SWEEP_SECONDS": "0.3",
             "TASK_MAX_ATTEMPTS": "10",
+            "TASK_RETRY_BASE_SECONDS": "0.2",
+            "TASK_RETRY_MAX_SECONDS": "2",
             "POWERTOOLS_LOG_LEVEL": "INFO",
         }
         try:
