@@ -55,12 +55,12 @@ INTERNAL_ERROR = (
 )
 GAVE_UP = {
     "connection": (
-        "The task lost its database connection on each of its {n} attempts, so it was given up. "
+        "The task was given up after {n} attempts; the last one lost its database connection. "
         "Retry the task when the database is reachable again."
     ),
     "timeout": (
-        "The task took longer than the database allows (statement timeout) on each of its {n} "
-        "attempts, so it was given up. Retry the task later."
+        "The task was given up after {n} attempts; the last one took longer than the database "
+        "allows (statement timeout). Retry the task later."
     ),
 }
 
