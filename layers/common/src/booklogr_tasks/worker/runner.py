@@ -165,6 +165,7 @@ class Runner:
                     self._on_group_commit(task, lease, started),
                 )
                 return FINISHING
+            published = False
             try:
                 with pooled(self.database_url) as conn:
                     if not tasks.finish_task(
@@ -173,11 +174,14 @@ class Runner:
                         raise TaskLost(f"task {task.id} was taken away from this worker")
                     if outcome.publish is not None:
                         outcome.publish(conn)
+                    published = True
             except psycopg.OperationalError as exc:
-                # A timeout rolled the transaction back: nothing was recorded. A broken
-                # connection (perhaps during COMMIT) may have recorded the success: keep the
-                # file; if the task was not finished, a later attempt removes what this left.
-                if failure_kind(exc) == "timeout" and outcome.discard is not None:
+                # Only a connection that broke after the publish step (during COMMIT) may have
+                # recorded the success: then the file is kept, and if the task was not finished
+                # a later attempt removes it. Before that, or on a timeout (the transaction was
+                # rolled back), nothing was recorded: discard now, so no file is left held.
+                keep = published and failure_kind(exc) == "connection"
+                if not keep and outcome.discard is not None:
                     outcome.discard()
                 raise
             except BaseException:
