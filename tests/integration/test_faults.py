@@ -360,7 +360,16 @@ def test_database_stop_and_start_during_a_burst(tmp_path: Path, export_folder: P
                 wait_until(lambda: "task success" in a.log(), what="the burst to start")
                 server = PostgresServer._instances[data_dir]
                 server.stop()
-                time.sleep(1.0)
+                # pg_ctl may give up waiting (a shutdown checkpoint after a burst on a busy
+                # machine) while the postmaster is still on its way down; start() would then
+                # find it "running" but not ready. Start only once it has really exited.
+                wait_until(
+                    lambda: not (data_dir / "postmaster.pid").exists(),
+                    timeout=120,
+                    interval=0.1,
+                    what="the server to stop",
+                )
+                time.sleep(1.0)  # the outage itself
                 server.start()
                 with connect(url, autocommit=True) as after:
                     wait_until(
