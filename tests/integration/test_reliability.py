@@ -4,6 +4,7 @@ users, backoff after lost connections and timeouts, logs without false alarms.""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -308,3 +309,56 @@ def test_the_heartbeat_does_not_call_a_finishing_task_lost(
     assert not finishing.lost.is_set() and stolen.lost.is_set()
     lost = [r for r in caplog.records if r.getMessage() == "lease lost"]
     assert [r.task_id for r in lost] == [stolen_id]  # type: ignore[attr-defined]
+
+
+# --- 5. memory goes back after a job --------------------------------------------------------
+
+
+def test_the_claims_connection_is_renewed_after_a_large_task(
+    renv: dict[str, str], conn: Any, db_url: str, test_job_types: None
+) -> None:
+    """libpq keeps a connection's buffers as large as the largest message it carried: the
+    connection that claimed a large task is replaced (and the task still runs)."""
+    from booklogr_tasks.worker.listener import RECYCLE_AFTER_BYTES, ClaimsConnection, Listener
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.started: list[int] = []
+
+        def free_slots(self) -> int:
+            return 4 - len(self.started)
+
+        def claim_threshold(self) -> int:
+            return 1
+
+        def start(self, task: Any) -> None:
+            self.started.append(task.id)
+
+        def shutdown(self, grace_seconds: float) -> None:
+            pass
+
+    listener = Listener(load_settings(renv), ["test_noop"], "w", Recorder())
+    big = insert_task(conn, "test_noop", '{"owner_id": 1, "pad": "' + "x" * 10 + '"}', 1)
+    small = insert_task(conn, "test_noop", {"owner_id": 1}, 1)
+    with ClaimsConnection(db_url) as claims:
+        first = claims.conn
+        listener._claim_and_start(listener.invoker, claims)  # type: ignore[arg-type]
+        assert claims.conn is first  # small tasks: kept
+        conn.execute(
+            "UPDATE tasks SET status = 'fresh', data = %s WHERE id = %s",
+            ('{"owner_id": 1, "pad": "' + "x" * RECYCLE_AFTER_BYTES + '"}', big),
+        )
+        listener._maybe_more = True
+        listener._claim_and_start(listener.invoker, claims)  # type: ignore[arg-type]
+        assert claims.conn is not first and first.closed and not claims.conn.closed
+    os.close(listener._wake_r)
+    os.close(listener._wake_w)
+    assert listener.invoker.started == [big, small, big]  # type: ignore[attr-defined]
+
+
+def test_release_memory_trims_the_heap() -> None:
+    from booklogr_tasks.worker.memory import release_memory
+
+    blocks = [bytearray(1 << 20) for _ in range(64)]
+    del blocks
+    assert release_memory() is True  # glibc: malloc_trim was called
