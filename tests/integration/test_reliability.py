@@ -192,6 +192,26 @@ def test_leftover_cleanup_never_removes_a_file_another_attempt_is_writing(
     assert [p for p in export_folder.rglob("*") if p.is_file()] == []
 
 
+def test_cleanup_waits_for_a_late_loser_and_removes_what_it_renamed(export_folder: Path) -> None:
+    """A loser descheduled between its last statement and its rename publishes its file after
+    the next attempt's cleanup started: the cleanup waits for the file to be let go and removes
+    it under its final name."""
+    loser = LocalFolderStore(export_folder).begin("7/csv-5-3.csv", "csv")
+    loser.write(b"complete, but its success will not commit")
+    loser.complete()
+    removed: list[int] = []
+    cleanup = threading.Thread(
+        target=lambda: removed.append(
+            LocalFolderStore(export_folder, writer_grace=60).discard_leftovers(7, "csv", 5)
+        )
+    )
+    cleanup.start()
+    loser.publish()  # renamed into place, then let go
+    cleanup.join(60)
+    assert removed == [1]
+    assert [p for p in export_folder.rglob("*") if p.is_file()] == []
+
+
 # --- 3. errors are sentences for users; details go to the log ---------------------------------
 
 

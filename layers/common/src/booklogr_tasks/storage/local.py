@@ -7,7 +7,10 @@ While an attempt writes its file it holds an exclusive flock on it (from before 
 `.part` name until it is published or discarded). Leftover cleanup only removes a `.part` file
 whose lock it can take: the lock is released when its writer closes it or its process dies, so
 a file another attempt is still writing, in this process or any other on the machine, is never
-removed.
+removed. An attempt that lost its task may still hold its file for a moment (it notices at its
+next heartbeat, then discards it, or it is finishing a commit that will fail): cleanup waits up
+to `writer_grace` seconds for such files to be let go, so a file renamed into place by a late
+loser is found and removed too.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import IO
@@ -68,8 +72,9 @@ class _LocalPending:
 
 
 class LocalFolderStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, writer_grace: float = 0.0) -> None:
         self.root = root
+        self.writer_grace = writer_grace
 
     def begin(self, key: str, fmt: str) -> PendingExport:
         return _LocalPending(self.root, key)
@@ -88,17 +93,24 @@ class LocalFolderStore:
     def discard_leftovers(self, owner_id: int, fmt: str, task_id: int) -> int:
         """Files of earlier attempts at this task that nobody writes any more: `.part` files
         whose writer is gone (their lock is free), and final files that were published by an
-        attempt whose success did not commit (a final file is complete: nobody writes it)."""
+        attempt whose success did not commit (a final file is complete: nobody writes it).
+        Files still held are waited for, up to `writer_grace` seconds, then left alone."""
         folder = self.root / str(owner_id)
         if not folder.is_dir():
             return 0
+        deadline = time.monotonic() + self.writer_grace
         removed = 0
-        for path in folder.glob(f"{fmt}-{task_id}-*"):
-            if path.name.endswith(_TEMP_SUFFIX) and _being_written(path):
-                continue
-            path.unlink(missing_ok=True)
-            removed += 1
-        return removed
+        while True:
+            held = False
+            for path in folder.glob(f"{fmt}-{task_id}-*"):
+                if path.name.endswith(_TEMP_SUFFIX) and _being_written(path):
+                    held = True
+                    continue
+                path.unlink(missing_ok=True)
+                removed += 1
+            if not held or time.monotonic() >= deadline:
+                return removed
+            time.sleep(0.05)
 
     def list_keys(self) -> list[str]:
         if not self.root.is_dir():

@@ -44,7 +44,8 @@ def discard_files_of(settings: Settings, task_ids: list[int]) -> None:
     """Export files that lost attempts of these (now failed) tasks left behind."""
     if not task_ids:
         return
-    store = export_store(settings)
+    # Called from the listener's loop: never wait there for a file someone still holds.
+    store = export_store(settings, wait_for_writers=False)
     with pooled(settings.database_url) as conn:
         for task_id in task_ids:
             task = tasks.get_task(conn, task_id)
