@@ -24,6 +24,8 @@ BENCHMARKS = {
     "export": "bench.export",
     "import": "bench.imports",
     "claim": "bench.claim",
+    "neighbours": "bench.neighbours",
+    "memory": "bench.memory",
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 SHARED_NOTE = (

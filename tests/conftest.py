@@ -128,3 +128,18 @@ def conn(db_url: str) -> Iterator[psycopg.Connection[dict[str, object]]]:
 
     with connect(db_url, autocommit=True) as c:
         yield c
+
+
+@pytest.fixture
+def test_job_types() -> Iterator[None]:
+    """The test-only job types in this process too, for this test alone (other tests compare
+    the registry with what is deployed)."""
+    from booklogr_tasks.jobs import REGISTRY
+
+    from tests import jobs_for_tests
+
+    for spec in jobs_for_tests.SPECS:
+        REGISTRY[spec.task_type] = spec
+    yield
+    for spec in jobs_for_tests.SPECS:
+        REGISTRY.pop(spec.task_type, None)

@@ -92,8 +92,9 @@ def test_committed_document_is_the_one_served_apart_from_the_registry_parts() ->
 
 
 def test_metrics_count_created_tasks_per_type_and_errors_per_status(
-    client: Any, capsys: pytest.CaptureFixture[str]
+    client: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "booklogr-tasks-api")  # metrics are on there
     headers = {**bearer(5), "Content-Type": "application/json"}
     assert (
         client.post("/v1/tasks", headers=headers, body=b'{"type":"csv_export"}').status_code == 202

@@ -27,6 +27,7 @@ TASK_KEYS = {
     "result",
     "progress",
     "attempts",
+    "run_after",
 }
 
 

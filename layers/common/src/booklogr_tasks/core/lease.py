@@ -1,7 +1,9 @@
-"""A running task's lease as its job sees it: the cancel signal and the progress it reports.
+"""A running attempt's lease as its job sees it: the cancel signal and the progress it reports.
 
 The worker's heartbeat (worker/leases.py) sets `lost` when the task was taken away or the process
-is shutting down; the job checks it between chunks and stops, leaving nothing behind.
+is shutting down; the job checks it between chunks and stops, leaving nothing behind. `ended` is
+set once the attempt has stopped touching shared state, so another attempt at the same task in
+the same process waits for it before it starts.
 """
 
 from __future__ import annotations
@@ -13,13 +15,19 @@ from typing import Any
 from booklogr_tasks.core.errors import TaskLost
 
 
-@dataclass
+@dataclass(eq=False)
 class Lease:
     task_id: int
+    # The claim this lease belongs to: the task's `attempts` right after that claim.
+    attempt: int = 0
     lost: threading.Event = field(default_factory=threading.Event)
     # Set with `lost` when this process asks the job to stop so it can exit: the runner then
     # gives the task back instead of leaving it to the reaper.
     shutting_down: bool = False
+    # The attempt is recording its outcome: the finish statement's guard, not the heartbeat,
+    # decides whether it still owns the task (no "lease lost" for a task that just finished).
+    finishing: bool = False
+    ended: threading.Event = field(default_factory=threading.Event)
     progress: dict[str, Any] | None = None
 
     def report_progress(self, done: int, total: int | None = None) -> None:

@@ -26,6 +26,8 @@ class Task(BaseModel):
     created_by: int
     error: str | None
     attempts: int
+    # A task given back after a lost connection, a timeout or a lost worker waits until then.
+    run_after: datetime | None = None
 
 
 class TaskReport(Task):

@@ -7,6 +7,7 @@ EXPORT_FOLDER); the rest are this service's own.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -16,6 +17,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from booklogr_tasks.core.errors import SettingsError
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/booklogr"
+
+
+@dataclass(frozen=True)
+class RetryDelay:
+    """How long a task given back waits before it may run again: `base * 2^(attempts - 1)`
+    seconds, at most `cap`."""
+
+    base: float = 2.0
+    cap: float = 300.0
+
+    def params(self) -> dict[str, float]:
+        return {"backoff_base": self.base, "backoff_cap": self.cap}
 
 
 class Settings(BaseModel):
@@ -46,6 +59,10 @@ class Settings(BaseModel):
     export_max_age_days: float = Field(7.0, gt=0)
     # How often a listener runs retention (it is cheap, and one listener at a time does it).
     retention_interval_seconds: float = Field(600.0, gt=0)
+    # Backoff of a task given back after a lost connection, a statement timeout or a lost
+    # worker: it runs again no earlier than base * 2^(attempts - 1) seconds later, at most cap.
+    task_retry_base_seconds: float = Field(2.0, ge=0)
+    task_retry_max_seconds: float = Field(300.0, ge=0)
     # How long SIGTERM waits for running jobs before releasing them back to `fresh`.
     shutdown_grace_seconds: float = Field(30.0, ge=0)
 
@@ -58,6 +75,10 @@ class Settings(BaseModel):
     def heartbeat_seconds(self) -> float:
         """Heartbeats come four times per lease, so one late beat never loses a task."""
         return self.task_lease_seconds / 4
+
+    @property
+    def retry_delay(self) -> RetryDelay:
+        return RetryDelay(self.task_retry_base_seconds, self.task_retry_max_seconds)
 
     def function_name(self, task_type: str) -> str:
         override = os.environ.get(f"TASK_FUNCTION_{task_type.upper()}")

@@ -1,8 +1,14 @@
 """Every SQL statement of the task lifecycle, named, in one place.
 
 Rules every statement here keeps:
-- a worker only ever changes a task it owns: `worker = %(worker)s AND status = 'started'`;
+- a worker only ever changes a task it owns, and only in the attempt that claimed it:
+  `worker = %(worker)s AND attempts = %(attempt)s AND status = 'started'` (each claim adds one
+  to `attempts`, so the pair names one claim even when a process claims the same task twice);
 - claims are single statements guarded by `status = 'fresh'`, so racing workers cannot both win;
+- a listener claims, sweeps, reaps and expires only rows that are this service's to run
+  (`_OURS`): BookLogr's API creates and runs some tasks itself (data without `owner_id`, a NULL
+  worker, `attempts` never counted) and has types this service does not serve;
+- nothing is claimed before its `run_after` (the backoff of a requeued task);
 - the `tasks_announce` trigger sends `NOTIFY task_created` whenever a row becomes fresh.
 """
 
@@ -12,7 +18,9 @@ from typing import LiteralString
 
 from psycopg import sql
 
-TASK_COLUMNS = "id, type, data, status, worker, created_at, updated_on, created_by, error, attempts"
+TASK_COLUMNS = (
+    "id, type, data, status, worker, created_at, updated_on, created_by, error, attempts, run_after"
+)
 _T_COLUMNS = ", ".join(f"t.{c.strip()}" for c in TASK_COLUMNS.split(","))
 
 INSERT_TASK: LiteralString = f"""
@@ -38,7 +46,7 @@ LIST_OWN_TASKS: LiteralString = (
 RETRY_TASK: LiteralString = f"""
 WITH retried AS (
     UPDATE tasks SET status = 'fresh', error = NULL, worker = NULL, attempts = 0,
-                     updated_on = now()
+                     run_after = NULL, updated_on = now()
      WHERE id = %(id)s AND created_by = %(owner)s AND status = 'failure'
     RETURNING {TASK_COLUMNS}
 ), cleared AS (
@@ -46,13 +54,27 @@ WITH retried AS (
 )
 SELECT * FROM retried"""
 
+# A row is this service's to run when its data names an owner (every payload of this service does;
+# BookLogr stores a Python repr such as `{}`) and its type is one the caller serves. strpos, not a
+# JSON cast: BookLogr's data is not JSON, and a cast would fail the whole statement.
+_OURS: LiteralString = """type = ANY(%(types)s) AND strpos(data, '"owner_id"') > 0"""
+
+# Claimable now: fresh, ours, and past any backoff.
+_CLAIMABLE: LiteralString = (
+    "status = 'fresh' AND (run_after IS NULL OR run_after <= now()) AND " + _OURS
+)
+
+# Started by one of this service's claims: BookLogr runs its own tasks with a NULL worker and
+# never counts `attempts` (this service's column).
+_CLAIMED_BY_US: LiteralString = "worker IS NOT NULL AND attempts > 0 AND " + _OURS
+
 _CLAIM_SET = """
    SET status = 'started', worker = %(worker)s, updated_on = now(), attempts = attempts + 1,
-       error = NULL"""
+       error = NULL, run_after = NULL"""
 
 CLAIM_BY_ID: LiteralString = f"""
 UPDATE tasks {_CLAIM_SET}
- WHERE id = %(id)s AND status = 'fresh' AND type = ANY(%(types)s)
+ WHERE id = %(id)s AND {_CLAIMABLE}
 RETURNING {TASK_COLUMNS}"""
 
 # Oldest first; SKIP LOCKED lets racing workers take disjoint batches instead of queueing on
@@ -61,7 +83,7 @@ RETURNING {TASK_COLUMNS}"""
 CLAIM_BATCH: LiteralString = f"""
 WITH picked AS MATERIALIZED (
     SELECT id FROM tasks
-     WHERE status = 'fresh' AND type = ANY(%(types)s)
+     WHERE {_CLAIMABLE}
      ORDER BY id LIMIT %(limit)s
      FOR UPDATE SKIP LOCKED
 )
@@ -70,17 +92,31 @@ UPDATE tasks t {_CLAIM_SET}
 RETURNING {_T_COLUMNS}"""
 
 # Fresh tasks of some types, for a listener that hands them to invocations it does not claim for.
-SWEEP_FRESH: LiteralString = """
+SWEEP_FRESH: LiteralString = f"""
 SELECT id, type FROM tasks
- WHERE status = 'fresh' AND type = ANY(%(types)s)
+ WHERE {_CLAIMABLE}
  ORDER BY id LIMIT %(limit)s"""
 
-# One statement beats every task a process runs and stores their progress; the ids it returns
-# are the tasks this worker still owns.
-HEARTBEAT: LiteralString = """
-WITH beat AS (
+# Each running attempt of a process, as (task id, attempt) pairs: `unnest(ids, attempts)`.
+_ATTEMPTS: LiteralString = "unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS a(id, attempt)"
+
+# One statement beats every task a process runs and stores their progress; it returns the ids
+# this worker's attempts still own. It never waits for a row lock: a row that is locked is
+# skipped (not beaten) but still counted as owned when its committed state says so. The lock
+# is then held by this worker's own success transaction (an import's bulk load, an export's
+# publish), or for a moment by a reaper that only takes rows whose lease has already expired;
+# either way the next beat sees the outcome. Waiting instead would stall every other task's
+# lease behind one long transaction.
+HEARTBEAT: LiteralString = f"""
+WITH owned AS (
+    SELECT t.id FROM tasks t JOIN {_ATTEMPTS} ON a.id = t.id AND a.attempt = t.attempts
+     WHERE t.worker = %(worker)s AND t.status = 'started'
+), beat AS (
     UPDATE tasks SET updated_on = now()
-     WHERE id = ANY(%(ids)s) AND worker = %(worker)s AND status = 'started'
+     WHERE id IN (SELECT id FROM tasks
+                   WHERE id IN (SELECT id FROM owned)
+                     AND worker = %(worker)s AND status = 'started'
+                     FOR NO KEY UPDATE SKIP LOCKED)
     RETURNING id
 ), progressed AS (
     INSERT INTO task_results (task_id, progress)
@@ -89,19 +125,24 @@ WITH beat AS (
       JOIN beat ON beat.id = p.task_id
     ON CONFLICT (task_id) DO UPDATE SET progress = EXCLUDED.progress
 )
-SELECT id FROM beat"""
+SELECT id FROM owned"""
 
+# `attempt` NULL matches any attempt of the worker: for callers that claimed with claim_task
+# themselves and hold no other attempt (tests, tools); workers always name their attempt.
 _END: LiteralString = """
  WHERE id = %(id)s AND worker = %(worker)s AND status = 'started'
+   AND attempts = coalesce(%(attempt)s::integer, attempts)
 RETURNING id"""
 
 # Marks many tasks a success in one statement (a worker finishing quick tasks commits them as a
 # group) and stores the results given for them; returns the ids this worker still owned.
-FINISH_TASKS: LiteralString = """
+FINISH_TASKS: LiteralString = f"""
 WITH done AS (
-    UPDATE tasks SET status = 'success', updated_on = now()
-     WHERE id = ANY(%(ids)s) AND worker = %(worker)s AND status = 'started'
-    RETURNING id
+    UPDATE tasks t SET status = 'success', updated_on = now()
+      FROM {_ATTEMPTS}
+     WHERE t.id = a.id AND t.attempts = coalesce(a.attempt, t.attempts)
+       AND t.worker = %(worker)s AND t.status = 'started'
+    RETURNING t.id
 ), stored AS (
     INSERT INTO task_results (task_id, result, progress)
     SELECT r.task_id, r.result, NULL
@@ -118,7 +159,7 @@ FAIL_TASK: LiteralString = (
 # Given back on shutdown: the claim did not run the task, so it does not count as an attempt.
 RELEASE_TASK: LiteralString = (
     """
-UPDATE tasks SET status = 'fresh', worker = NULL, updated_on = now(),
+UPDATE tasks SET status = 'fresh', worker = NULL, updated_on = now(), run_after = NULL,
                  attempts = greatest(attempts - 1, 0)"""
     + _END
 )
@@ -127,20 +168,31 @@ STORE_RESULT: LiteralString = """
 INSERT INTO task_results (task_id, result, progress) VALUES (%(id)s, %(result)s, NULL)
 ON CONFLICT (task_id) DO UPDATE SET result = EXCLUDED.result, progress = NULL"""
 
+# When a task given back may run again: exponential in the attempts so far, capped.
+_BACKOFF: LiteralString = """now() + make_interval(secs => least(%(backoff_cap)s,
+    %(backoff_base)s * power(2, greatest(attempts - 1, 0))))"""
+_BACKOFF_T: LiteralString = """now() + make_interval(secs => least(%(backoff_cap)s,
+    %(backoff_base)s * power(2, greatest(t.attempts - 1, 0))))"""
+
 # Started tasks whose heartbeat is older than the lease belong to a lost worker. Several
-# listeners may reap at once: SKIP LOCKED gives each lost task to one of them.
-REAP_LOST: LiteralString = """
+# listeners may reap at once: SKIP LOCKED gives each lost task to one of them (and skips a row
+# whose success transaction is still running). Only this service's claims of the types this
+# listener serves are reaped: BookLogr marks its own tasks started with a NULL worker.
+REAP_LOST: LiteralString = f"""
 WITH lost AS (
     SELECT id FROM tasks
      WHERE status = 'started' AND updated_on < now() - make_interval(secs => %(lease)s)
+       AND {_CLAIMED_BY_US}
      FOR UPDATE SKIP LOCKED
 )
 UPDATE tasks t
    SET status = CASE WHEN t.attempts < %(max_attempts)s THEN 'fresh' ELSE 'failure' END,
        error = CASE WHEN t.attempts < %(max_attempts)s THEN NULL
-                    ELSE format('worker lost %%s times (last: %%s); giving up after %%s attempts',
-                                t.attempts, coalesce(t.worker, 'unknown'), %(max_attempts)s) END,
+                    ELSE format('The worker running this task stopped responding (worker lost '
+                                '%%s times); gave up after %%s attempts. Retry the task to run '
+                                'it again.', t.attempts, %(max_attempts)s) END,
        worker = CASE WHEN t.attempts < %(max_attempts)s THEN NULL ELSE t.worker END,
+       run_after = CASE WHEN t.attempts < %(max_attempts)s THEN {_BACKOFF_T} END,
        updated_on = now()
   FROM lost WHERE t.id = lost.id
 RETURNING t.id, t.status"""
@@ -200,27 +252,32 @@ def _known_table(table: str) -> sql.Identifier:
     return sql.Identifier(table)
 
 
-# A job whose database connection dropped gives its task back at once (instead of waiting for
-# the lease), counting the attempt, so a task that kills its connection every time still ends.
-REQUEUE_AFTER_ERROR: LiteralString = """
+# A job whose database connection dropped, or whose statement timed out, gives its task back at
+# once (instead of waiting for the lease) with a backoff, counting the attempt, so a task that
+# fails that way every time ends instead of spinning.
+REQUEUE_AFTER_ERROR: LiteralString = f"""
 UPDATE tasks
    SET status = CASE WHEN attempts < %(max_attempts)s THEN 'fresh' ELSE 'failure' END,
        error = CASE WHEN attempts < %(max_attempts)s THEN NULL ELSE %(error)s END,
        worker = CASE WHEN attempts < %(max_attempts)s THEN NULL ELSE worker END,
+       run_after = CASE WHEN attempts < %(max_attempts)s THEN {_BACKOFF} END,
        updated_on = now()
  WHERE id = %(id)s AND worker = %(worker)s AND status = 'started'
-RETURNING status"""
+   AND attempts = coalesce(%(attempt)s::integer, attempts)
+RETURNING status, run_after"""
 
 # --- retention ----------------------------------------------------------------------------------
 
 # Only one listener at a time does retention; the others skip it (transaction-scoped lock).
 TRY_RETENTION_LOCK: LiteralString = "SELECT pg_try_advisory_xact_lock(%(lock)s) AS locked"
 
-DELETE_OLD_TASKS: LiteralString = """
+# Only tasks this service ran: BookLogr's own finished tasks are BookLogr's to keep or delete.
+DELETE_OLD_TASKS: LiteralString = f"""
 DELETE FROM tasks WHERE id IN (
     SELECT id FROM tasks
      WHERE status IN ('success', 'failure')
        AND updated_on < now() - make_interval(secs => %(age)s)
+       AND {_CLAIMED_BY_US}
      LIMIT %(limit)s)
 RETURNING id"""
 

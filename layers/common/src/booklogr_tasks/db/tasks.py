@@ -7,14 +7,18 @@ combine steps (an export's row and its task's success commit together). The SQL 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
 from booklogr_tasks.core.errors import TaskNotFound, TaskNotRetryable
 from booklogr_tasks.core.models import ExportRecord, Task, TaskReport
+from booklogr_tasks.core.settings import RetryDelay
 from booklogr_tasks.db import queries
 from booklogr_tasks.db.pool import Conn
+
+DEFAULT_DELAY = RetryDelay()
 
 
 def create_task(conn: Conn, task_type: str, data: str, created_by: int) -> Task:
@@ -54,7 +58,8 @@ def retry_task(conn: Conn, task_id: int, owner_id: int) -> Task:
 
 
 def claim_task(conn: Conn, task_id: int, worker: str, types: list[str]) -> Task | None:
-    """Claim one task by id; None when it is not fresh (any more) or not of these types."""
+    """Claim one task by id; None when it is not fresh (any more), not due yet (backoff), not
+    of these types, or not this service's to run (no owner in its data)."""
     row = conn.execute(
         queries.CLAIM_BY_ID, {"id": task_id, "worker": worker, "types": types}
     ).fetchone()
@@ -62,45 +67,76 @@ def claim_task(conn: Conn, task_id: int, worker: str, types: list[str]) -> Task 
 
 
 def claim_batch(conn: Conn, worker: str, types: list[str], limit: int) -> list[Task]:
-    """Claim up to `limit` of the oldest fresh tasks of these types."""
+    """Claim up to `limit` of the oldest claimable tasks of these types (see claim_task)."""
     rows = conn.execute(
         queries.CLAIM_BATCH, {"worker": worker, "types": types, "limit": limit}
     ).fetchall()
     return sorted((Task.model_validate(row) for row in rows), key=lambda t: t.id)
 
 
-def heartbeat(conn: Conn, worker: str, progress: dict[int, dict[str, Any] | None]) -> set[int]:
-    """Refresh the lease of these tasks; return the ids this worker still owns."""
+def heartbeat(
+    conn: Conn, worker: str, attempts: dict[int, int], progress: dict[int, Any]
+) -> set[int]:
+    """Refresh the lease of these attempts (task id → attempt) and store the progress given for
+    them; return the ids this worker's attempts still own. Never waits for a row lock."""
     reports = [{"task_id": tid, "progress": p} for tid, p in progress.items() if p is not None]
     rows = conn.execute(
         queries.HEARTBEAT,
-        {"ids": list(progress), "worker": worker, "progress": Jsonb(reports)},
+        {
+            "ids": list(attempts),
+            "attempts": list(attempts.values()),
+            "worker": worker,
+            "progress": Jsonb(reports),
+        },
     ).fetchall()
     return {int(row["id"]) for row in rows}
 
 
-def finish_task(conn: Conn, task_id: int, worker: str, result: dict[str, Any] | None) -> bool:
-    """Mark success and store the result; False (nothing changed) if the worker lost the task."""
-    return task_id in finish_tasks(conn, worker, {task_id: result})
+def finish_task(
+    conn: Conn,
+    task_id: int,
+    worker: str,
+    result: dict[str, Any] | None,
+    attempt: int | None = None,
+) -> bool:
+    """Mark success and store the result; False (nothing changed) if the worker lost the task.
+    `attempt` names the claim (its `attempts` value); None accepts any attempt of the worker."""
+    return task_id in finish_tasks(conn, worker, {task_id: result}, {task_id: attempt})
 
 
-def finish_tasks(conn: Conn, worker: str, results: dict[int, dict[str, Any] | None]) -> set[int]:
+def finish_tasks(
+    conn: Conn,
+    worker: str,
+    results: dict[int, dict[str, Any] | None],
+    attempts: dict[int, int | None] | None = None,
+) -> set[int]:
     """Mark these tasks a success in one statement; return the ids this worker still owned."""
     stored = [
         {"task_id": tid, "result": result} for tid, result in results.items() if result is not None
     ]
+    named = attempts or {}
     rows = conn.execute(
         queries.FINISH_TASKS,
-        {"ids": list(results), "worker": worker, "results": Jsonb(stored)},
+        {
+            "ids": list(results),
+            "attempts": [named.get(tid) for tid in results],
+            "worker": worker,
+            "results": Jsonb(stored),
+        },
     ).fetchall()
     return {int(row["id"]) for row in rows}
 
 
 def fail_task(
-    conn: Conn, task_id: int, worker: str, error: str, result: dict[str, Any] | None = None
+    conn: Conn,
+    task_id: int,
+    worker: str,
+    error: str,
+    result: dict[str, Any] | None = None,
+    attempt: int | None = None,
 ) -> bool:
     """Mark failure with a readable error; False (nothing changed) if the worker lost the task."""
-    params = {"id": task_id, "worker": worker, "error": error}
+    params = {"id": task_id, "worker": worker, "error": error, "attempt": attempt}
     if conn.execute(queries.FAIL_TASK, params).fetchone() is None:
         return False
     if result is not None:
@@ -108,22 +144,41 @@ def fail_task(
     return True
 
 
-def release_task(conn: Conn, task_id: int, worker: str) -> bool:
+def release_task(conn: Conn, task_id: int, worker: str, attempt: int | None = None) -> bool:
     """Give a started task back (fresh, announced again), e.g. on shutdown."""
-    return (
-        conn.execute(queries.RELEASE_TASK, {"id": task_id, "worker": worker}).fetchone() is not None
-    )
+    params = {"id": task_id, "worker": worker, "attempt": attempt}
+    return conn.execute(queries.RELEASE_TASK, params).fetchone() is not None
+
+
+@dataclass(frozen=True)
+class Requeued:
+    status: str  # "fresh" (will run again) or "failure" (attempts used up)
+    run_after: datetime | None
 
 
 def requeue_after_error(
-    conn: Conn, task_id: int, worker: str, max_attempts: int, error: str
-) -> str | None:
-    """Back to fresh while attempts remain, else failure; None if the worker lost the task."""
+    conn: Conn,
+    task_id: int,
+    worker: str,
+    max_attempts: int,
+    error: str,
+    attempt: int | None = None,
+    delay: RetryDelay = DEFAULT_DELAY,
+) -> Requeued | None:
+    """Back to fresh, due after a backoff, while attempts remain, else failure with `error`;
+    None if the worker lost the task."""
     row = conn.execute(
         queries.REQUEUE_AFTER_ERROR,
-        {"id": task_id, "worker": worker, "max_attempts": max_attempts, "error": error},
+        {
+            "id": task_id,
+            "worker": worker,
+            "attempt": attempt,
+            "max_attempts": max_attempts,
+            "error": error,
+            **delay.params(),
+        },
     ).fetchone()
-    return None if row is None else str(row["status"])
+    return None if row is None else Requeued(str(row["status"]), row["run_after"])
 
 
 def sweep(conn: Conn, types: list[str], limit: int = 100) -> list[tuple[int, str]]:
@@ -137,10 +192,23 @@ class Reaped:
     failed: list[int]
 
 
-def reap(conn: Conn, lease_seconds: float, max_attempts: int) -> Reaped:
-    """Tasks of lost workers: back to fresh while attempts remain, else failure."""
+def reap(
+    conn: Conn,
+    lease_seconds: float,
+    max_attempts: int,
+    types: list[str],
+    delay: RetryDelay = DEFAULT_DELAY,
+) -> Reaped:
+    """This service's tasks of these types whose worker was lost: back to fresh (due after a
+    backoff) while attempts remain, else failure."""
     rows = conn.execute(
-        queries.REAP_LOST, {"lease": lease_seconds, "max_attempts": max_attempts}
+        queries.REAP_LOST,
+        {
+            "lease": lease_seconds,
+            "max_attempts": max_attempts,
+            "types": types,
+            **delay.params(),
+        },
     ).fetchall()
     return Reaped(
         requeued=sorted(int(r["id"]) for r in rows if r["status"] == "fresh"),
@@ -195,9 +263,14 @@ class Expired:
 
 
 def expire(
-    conn: Conn, task_age_seconds: float, export_age_seconds: float, keep_exports: int
+    conn: Conn,
+    task_age_seconds: float,
+    export_age_seconds: float,
+    keep_exports: int,
+    types: list[str],
 ) -> Expired | None:
-    """Delete old finished tasks and old exports' rows, in the caller's transaction.
+    """Delete old finished tasks (of these types, that this service ran) and old exports' rows,
+    in the caller's transaction.
 
     Returns the files of the deleted export rows, for the caller to delete *after* commit (a
     crash in between leaves a file without a row, never a row without its file); None if another
@@ -213,7 +286,7 @@ def expire(
         ).fetchall()
         files += [str(row["filename"]) for row in rows]
     deleted = conn.execute(
-        queries.DELETE_OLD_TASKS, {"age": task_age_seconds, "limit": 10_000}
+        queries.DELETE_OLD_TASKS, {"age": task_age_seconds, "limit": 10_000, "types": types}
     ).fetchall()
     return Expired(tasks=len(deleted), export_files=files)
 

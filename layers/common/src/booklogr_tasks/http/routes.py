@@ -16,7 +16,6 @@ from importlib import resources
 from typing import Any, Literal
 
 import psycopg
-from aws_lambda_powertools import single_metric
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from booklogr_tasks.core.errors import (
@@ -31,7 +30,7 @@ from booklogr_tasks.core.errors import (
     UnknownTaskType,
 )
 from booklogr_tasks.core.models import FINISHED, TaskReport, TaskStatus
-from booklogr_tasks.core.observability import NAMESPACE, SERVICE, MetricUnit, logger
+from booklogr_tasks.core.observability import count_metric, logger
 from booklogr_tasks.core.settings import Settings
 from booklogr_tasks.db import tasks
 from booklogr_tasks.db.pool import Conn, get_pool
@@ -70,6 +69,8 @@ class TaskView(BaseModel):
     result: dict[str, Any] | None
     progress: dict[str, Any] | None
     attempts: int
+    # Set while a task given back (lost connection, timeout, lost worker) waits to run again.
+    run_after: datetime | None
 
     @property
     def finished(self) -> bool:
@@ -397,16 +398,8 @@ def _short(value: str, limit: int = 60) -> str:
 
 
 def count(metric: str, **dimensions: str) -> None:
-    """One CloudWatch (EMF) count. single_metric keeps concurrent requests' dimensions apart."""
-    with single_metric(
-        name=metric,
-        unit=MetricUnit.Count,
-        value=1,
-        namespace=NAMESPACE,
-        default_dimensions={"service": SERVICE},
-    ) as m:
-        for name, value in dimensions.items():
-            m.add_dimension(name=name, value=value)
+    """One CloudWatch (EMF) count, only where a metrics backend reads it (see observability)."""
+    count_metric(metric, **dimensions)
 
 
 __all__ = [

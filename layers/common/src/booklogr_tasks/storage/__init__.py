@@ -13,13 +13,18 @@ from booklogr_tasks.storage.base import (
 from booklogr_tasks.storage.local import LocalFolderStore
 
 
-def export_store(settings: Settings) -> ExportStore:
-    """S3 when EXPORT_BUCKET is set, else the local export folder."""
+def export_store(settings: Settings, wait_for_writers: bool = True) -> ExportStore:
+    """S3 when EXPORT_BUCKET is set, else the local export folder.
+
+    Locally, an attempt that lost its task lets go of its file within a lease (it hears so from
+    its heartbeat): with `wait_for_writers` the next attempt's cleanup waits that long for it.
+    """
     if settings.export_bucket:
         from booklogr_tasks.storage.s3 import S3ExportStore
 
         return S3ExportStore(settings.export_bucket)
-    return LocalFolderStore(settings.export_folder)
+    grace = settings.task_lease_seconds if wait_for_writers else 0.0
+    return LocalFolderStore(settings.export_folder, writer_grace=grace)
 
 
 __all__ = [

@@ -2,11 +2,23 @@
 
 A pending file is written under a temporary name beside its final one, fsynced, and renamed into
 place when published, so a reader never sees a partial file.
+
+While an attempt writes its file it holds an exclusive flock on it (from before the file has its
+`.part` name until it is published or discarded). Leftover cleanup only removes a `.part` file
+whose lock it can take: the lock is released when its writer closes it or its process dies, so
+a file another attempt is still writing, in this process or any other on the machine, is never
+removed. An attempt that lost its task may still hold its file for a moment (it notices at its
+next heartbeat, then discards it, or it is finishing a commit that will fail): cleanup waits up
+to `writer_grace` seconds for such files to be let go, so a file renamed into place by a late
+loser is found and removed too.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import IO
@@ -21,8 +33,14 @@ class _LocalPending:
         self.key = key
         self.final = root / key
         self.final.parent.mkdir(parents=True, exist_ok=True)
-        self.temp = self.final.with_name(f"{self.final.name}.{uuid.uuid4().hex[:8]}{_TEMP_SUFFIX}")
-        self._file: IO[bytes] | None = open(self.temp, "xb", buffering=1 << 20)  # noqa: SIM115
+        unique = uuid.uuid4().hex[:8]
+        self.temp = self.final.with_name(f"{self.final.name}.{unique}{_TEMP_SUFFIX}")
+        # Created under a name cleanup never looks at, locked, then renamed: a `.part` file
+        # exists only while locked by a live writer (or after its writer died).
+        creating = self.final.with_name(f".{self.final.name}.{unique}.new")
+        self._file: IO[bytes] | None = open(creating, "xb", buffering=1 << 20)  # noqa: SIM115
+        fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
+        os.rename(creating, self.temp)
         self.published = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -30,29 +48,33 @@ class _LocalPending:
         self._file.write(data)
 
     def complete(self) -> None:
+        """Durable, but still open (and locked) until published or discarded."""
         assert self._file is not None
         self._file.flush()
         os.fsync(self._file.fileno())
-        self._file.close()
-        self._file = None
 
     def publish(self) -> None:
         os.replace(self.temp, self.final)
         _fsync_dir(self.final.parent)
         self.published = True
+        self._close()
 
     def discard(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
         for path in (self.temp, self.final if self.published else None):
             if path is not None:
                 path.unlink(missing_ok=True)
+        self._close()
+
+    def _close(self) -> None:
+        if self._file is not None:
+            self._file.close()  # releases the lock
+            self._file = None
 
 
 class LocalFolderStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, writer_grace: float = 0.0) -> None:
         self.root = root
+        self.writer_grace = writer_grace
 
     def begin(self, key: str, fmt: str) -> PendingExport:
         return _LocalPending(self.root, key)
@@ -69,14 +91,26 @@ class LocalFolderStore:
         self.path_of(key).unlink(missing_ok=True)
 
     def discard_leftovers(self, owner_id: int, fmt: str, task_id: int) -> int:
+        """Files of earlier attempts at this task that nobody writes any more: `.part` files
+        whose writer is gone (their lock is free), and final files that were published by an
+        attempt whose success did not commit (a final file is complete: nobody writes it).
+        Files still held are waited for, up to `writer_grace` seconds, then left alone."""
         folder = self.root / str(owner_id)
         if not folder.is_dir():
             return 0
+        deadline = time.monotonic() + self.writer_grace
         removed = 0
-        for path in folder.glob(f"{fmt}-{task_id}-*"):
-            path.unlink(missing_ok=True)
-            removed += 1
-        return removed
+        while True:
+            held = False
+            for path in folder.glob(f"{fmt}-{task_id}-*"):
+                if path.name.endswith(_TEMP_SUFFIX) and _being_written(path):
+                    held = True
+                    continue
+                path.unlink(missing_ok=True)
+                removed += 1
+            if not held or time.monotonic() >= deadline:
+                return removed
+            time.sleep(0.05)
 
     def list_keys(self) -> list[str]:
         if not self.root.is_dir():
@@ -84,6 +118,22 @@ class LocalFolderStore:
         return sorted(
             str(path.relative_to(self.root)) for path in self.root.glob("*/*") if path.is_file()
         )
+
+
+def _being_written(path: Path) -> bool:
+    """True while some attempt holds the lock on this file (it is still writing it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return True  # renamed or removed by its writer just now: not ours to touch
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)  # also releases a lock taken above
+    return False
 
 
 def _fsync_dir(folder: Path) -> None:

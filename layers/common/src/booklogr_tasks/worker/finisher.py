@@ -31,6 +31,7 @@ MAX_GROUP = 500
 @dataclass
 class _Pending:
     task_id: int
+    attempt: int
     result: dict[str, Any] | None
     done: Done
 
@@ -45,9 +46,9 @@ class Finisher:
         self._thread = threading.Thread(target=self._run, name="finisher", daemon=True)
         self._thread.start()
 
-    def submit(self, task_id: int, result: dict[str, Any] | None, done: Done) -> None:
+    def submit(self, task_id: int, attempt: int, result: dict[str, Any] | None, done: Done) -> None:
         with self._cond:
-            self._pending.append(_Pending(task_id, result, done))
+            self._pending.append(_Pending(task_id, attempt, result, done))
             self._cond.notify()
 
     def close(self) -> None:
@@ -70,7 +71,12 @@ class Finisher:
     def _commit(self, group: list[_Pending]) -> None:
         try:
             with pooled(self.database_url) as conn:
-                owned = tasks.finish_tasks(conn, self.worker, {p.task_id: p.result for p in group})
+                owned = tasks.finish_tasks(
+                    conn,
+                    self.worker,
+                    {p.task_id: p.result for p in group},
+                    {p.task_id: p.attempt for p in group},
+                )
         except (psycopg.OperationalError, PoolTimeout) as exc:
             # Unknown whether the commit happened; if it did not, the leases expire and the
             # tasks run again (at-least-once), so report them as not recorded.

@@ -15,6 +15,7 @@ from typing import Protocol, runtime_checkable
 
 from booklogr_tasks.core.models import Task
 from booklogr_tasks.core.observability import logger
+from booklogr_tasks.worker.memory import after_job
 from booklogr_tasks.worker.runner import Runner
 
 
@@ -87,6 +88,8 @@ class InProcessInvoker:
             logger.exception("job thread crashed", extra={"task_id": task.id})
         finally:
             took = time.monotonic() - started
+            # Before the slot is freed: the next job in this thread starts from a trimmed heap.
+            after_job(took)
             with self._lock:
                 self._in_flight -= 1
                 # Moving average of job durations (weight 1/8 on the newest).

@@ -1,17 +1,24 @@
-"""Leases: one thread per process beats every task the process runs, in one statement.
+"""Leases: one thread per process beats every attempt the process runs, in one statement, on a
+connection of its own.
 
-A task whose beat finds it no longer owned (a reaper gave it away) is flagged `lost`; the job
-sees that at its next check and stops, leaving nothing behind.
+The beat never waits behind anything else: not for a pool connection (jobs may hold them all),
+not for a row lock (a task's long success transaction holds its row; the statement skips locked
+rows, see queries.HEARTBEAT), and a lock_timeout bounds it should anything else block it. A
+task whose beat finds it no longer owned (a reaper gave it away) is flagged `lost`; the job sees
+that at its next check and stops, leaving nothing behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
+
+import psycopg
 
 from booklogr_tasks.core.lease import Lease
 from booklogr_tasks.core.observability import logger
 from booklogr_tasks.db import tasks
-from booklogr_tasks.db.pool import pooled
+from booklogr_tasks.db.pool import Conn, connect
 
 
 class HeartbeatMonitor:
@@ -19,44 +26,91 @@ class HeartbeatMonitor:
         self.database_url = database_url
         self.worker = worker
         self.interval = interval
-        self._leases: dict[int, Lease] = {}
+        self._leases: dict[tuple[int, int], Lease] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._conn: Conn | None = None
 
-    def hold(self, task_id: int) -> Lease:
-        lease = Lease(task_id)
+    def hold(self, task_id: int, attempt: int = 0) -> tuple[Lease, list[Lease]]:
+        """Start beating for this attempt. Returns its lease and the leases of earlier attempts
+        at the same task still running in this process: they have lost the task (this claim is
+        newer), so they are flagged lost here; the caller waits for them to end."""
+        lease = Lease(task_id, attempt)
         with self._lock:
-            self._leases[task_id] = lease
+            earlier = [old for (tid, _), old in self._leases.items() if tid == task_id]
+            for old in earlier:
+                old.lost.set()
+            self._leases[(task_id, attempt)] = lease
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
                 self._thread.start()
-        return lease
+        return lease, earlier
 
     def running(self) -> list[Lease]:
         with self._lock:
             return list(self._leases.values())
 
-    def drop(self, task_id: int) -> None:
+    def drop(self, lease: Lease) -> None:
+        """The attempt has ended: stop beating for it, and let a waiting attempt start."""
         with self._lock:
-            self._leases.pop(task_id, None)
+            if self._leases.get((lease.task_id, lease.attempt)) is lease:
+                del self._leases[(lease.task_id, lease.attempt)]
+        lease.ended.set()
 
     def beat(self) -> None:
         with self._lock:
-            leases = dict(self._leases)
+            leases = [lease for lease in self._leases.values() if not lease.lost.is_set()]
         if not leases:
             return
-        with pooled(self.database_url) as conn:
+        conn = self._connection()
+        try:
             owned = tasks.heartbeat(
-                conn, self.worker, {tid: lease.progress for tid, lease in leases.items()}
+                conn,
+                self.worker,
+                {lease.task_id: lease.attempt for lease in leases},
+                {lease.task_id: lease.progress for lease in leases},
             )
-        for tid, lease in leases.items():
-            if tid not in owned and not lease.lost.is_set():
-                logger.warning("lease lost", extra={"task_id": tid, "worker": self.worker})
+        except psycopg.Error:
+            self._close()
+            raise
+        with self._lock:
+            for lease in leases:
+                held = self._leases.get((lease.task_id, lease.attempt)) is lease
+                if lease.task_id in owned or not held or lease.finishing or lease.lost.is_set():
+                    continue
+                logger.warning(
+                    "lease lost",
+                    extra={
+                        "task_id": lease.task_id,
+                        "attempt": lease.attempt,
+                        "worker": self.worker,
+                    },
+                )
                 lease.lost.set()
 
     def stop(self) -> None:
         self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+        self._close()
+
+    def _connection(self) -> Conn:
+        if self._conn is None or self._conn.closed:
+            conn = connect(self.database_url, autocommit=True, durable=False)
+            # Belt and braces: the statement skips locked rows, but nothing may hold a beat up
+            # for longer than a beat interval.
+            limit_ms = max(100, int(self.interval * 1000))
+            conn.execute(f"SET lock_timeout = {limit_ms}")
+            conn.execute(f"SET statement_timeout = {limit_ms * 2}")
+            self._conn = conn
+        return self._conn
+
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
 
     def _run(self) -> None:
         failing = False
@@ -71,3 +125,4 @@ class HeartbeatMonitor:
                 if failing:
                     logger.info("heartbeat recovered")
                 failing = False
+        self._close()

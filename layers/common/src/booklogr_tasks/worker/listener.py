@@ -31,6 +31,8 @@ from booklogr_tasks.worker.invokers import Invoker, LocalInvoker, RemoteInvoker
 from booklogr_tasks.worker.maintenance import discard_files_of, run_retention
 
 CHANNEL = "task_created"
+# A claims connection that carried a task's data larger than this is replaced (ClaimsConnection).
+RECYCLE_AFTER_BYTES = 1 << 20
 # Enough to wake a lambda per fresh task without reading the whole table on each wake-up.
 INVOKE_SCAN_LIMIT = 200
 
@@ -65,6 +67,27 @@ class Timer:
 
     def remaining(self, now: float) -> float:
         return max(0.0, self.due - now)
+
+
+class ClaimsConnection:
+    """The loop's connection for claims, sweeps and reaping. It commits without waiting for the
+    WAL flush (a claim that a database crash loses is recovered like any lost claim), and is
+    replaced after it carried a large task: libpq keeps a connection's buffers as large as the
+    largest message it ever carried, which kept a listener tens of MB above its idle size."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.conn = connect(url, autocommit=True, durable=False)
+
+    def renew(self) -> None:
+        old, self.conn = self.conn, connect(self.url, autocommit=True, durable=False)
+        old.close()
+
+    def __enter__(self) -> ClaimsConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.close()
 
 
 class Listener:
@@ -110,10 +133,7 @@ class Listener:
             while not self.stopping.is_set():
                 try:
                     url = self.settings.database_url
-                    with (
-                        connect(url, autocommit=True) as conn,
-                        connect(url, autocommit=True, durable=False) as claims,
-                    ):
+                    with connect(url, autocommit=True) as conn, ClaimsConnection(url) as claims:
                         self._serve(conn, claims)
                 except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
                     self._set_connected(False, str(exc))
@@ -133,14 +153,14 @@ class Listener:
             logger.info("listener stopped", extra={"worker": self.worker})
         return 0
 
-    def _serve(self, conn: Conn, claims: Conn) -> None:
+    def _serve(self, conn: Conn, claims: ClaimsConnection) -> None:
         check_schema(conn)
         conn.execute(f"LISTEN {CHANNEL}")
         self._set_connected(True)
         self.backoff.reset()
         # Whatever was announced while we were away is found by this first sweep.
         self._maybe_more = True
-        self._housekeeping(conn, claims, time.monotonic(), force=True)
+        self._housekeeping(conn, claims.conn, time.monotonic(), force=True)
         self._dispatch(claims)
         while not self.stopping.is_set():
             now = time.monotonic()
@@ -151,7 +171,7 @@ class Listener:
             notified = sum(1 for _ in conn.notifies(timeout=0))
             if notified:
                 self._maybe_more = True
-            self._housekeeping(conn, claims, time.monotonic())
+            self._housekeeping(conn, claims.conn, time.monotonic())
             if not self.stopping.is_set():
                 self._dispatch(claims)
 
@@ -162,7 +182,11 @@ class Listener:
             self._maybe_more = True
         if self.reap_timer.fire(now) or force:
             reaped = tasks.reap(
-                claims, self.settings.task_lease_seconds, self.settings.task_max_attempts
+                claims,
+                self.settings.task_lease_seconds,
+                self.settings.task_max_attempts,
+                self.types,
+                self.settings.retry_delay,
             )
             if reaped.requeued or reaped.failed:
                 logger.warning(
@@ -171,24 +195,26 @@ class Listener:
                 )
             discard_files_of(self.settings, reaped.failed)
         if self.retention_timer.fire(now):
-            run_retention(self.settings)
+            run_retention(self.settings, self.types)
 
-    def _dispatch(self, claims: Conn) -> None:
+    def _dispatch(self, claims: ClaimsConnection) -> None:
         if not self._maybe_more:
             return
         if isinstance(self.invoker, LocalInvoker):
             self._claim_and_start(self.invoker, claims)
         else:
-            self._invoke_fresh(self.invoker, claims)
+            self._invoke_fresh(self.invoker, claims.conn)
 
-    def _claim_and_start(self, invoker: LocalInvoker, claims: Conn) -> None:
+    def _claim_and_start(self, invoker: LocalInvoker, claims: ClaimsConnection) -> None:
         while not self.stopping.is_set():
             free = invoker.free_slots()
             if free < invoker.claim_threshold():
                 return  # _maybe_more stays set: a finishing job wakes us to claim more
-            claimed = tasks.claim_batch(claims, self.worker, self.types, free)
+            claimed = tasks.claim_batch(claims.conn, self.worker, self.types, free)
             for task in claimed:
                 invoker.start(task)
+            if any(len(task.data) > RECYCLE_AFTER_BYTES for task in claimed):
+                claims.renew()
             if len(claimed) < free:
                 self._maybe_more = False
                 return

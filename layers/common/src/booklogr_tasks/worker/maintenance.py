@@ -9,20 +9,23 @@ from booklogr_tasks.core.observability import logger
 from booklogr_tasks.core.settings import Settings
 from booklogr_tasks.db import tasks
 from booklogr_tasks.db.pool import pooled
-from booklogr_tasks.jobs import get_spec
+from booklogr_tasks.jobs import get_spec, known_types
 from booklogr_tasks.storage import export_store
 
 DAY = 86_400.0
 
 
-def run_retention(settings: Settings) -> tasks.Expired | None:
-    """Delete expired rows, then (after commit) their files. None if another listener is on it."""
+def run_retention(settings: Settings, types: list[str] | None = None) -> tasks.Expired | None:
+    """Delete expired rows (tasks only of these types, default all this service runs, and only
+    those this service ran), then (after commit) their files. None if another listener is on
+    it."""
     with pooled(settings.database_url) as conn:
         expired = tasks.expire(
             conn,
             task_age_seconds=settings.task_retention_days * DAY,
             export_age_seconds=settings.export_max_age_days * DAY,
             keep_exports=settings.export_keep_per_format,
+            types=types or known_types(),
         )
     if expired is None:
         return None
@@ -41,7 +44,8 @@ def discard_files_of(settings: Settings, task_ids: list[int]) -> None:
     """Export files that lost attempts of these (now failed) tasks left behind."""
     if not task_ids:
         return
-    store = export_store(settings)
+    # Called from the listener's loop: never wait there for a file someone still holds.
+    store = export_store(settings, wait_for_writers=False)
     with pooled(settings.database_url) as conn:
         for task_id in task_ids:
             task = tasks.get_task(conn, task_id)

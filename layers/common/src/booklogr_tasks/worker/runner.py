@@ -47,8 +47,43 @@ def describe_invalid(exc: ValidationError) -> str:
     return "; ".join(problems)
 
 
+# What the user reads when a task failed for a reason that is ours, not theirs. The details
+# (exception, stack, paths) are in the log under the task id.
+INTERNAL_ERROR = (
+    "The task failed because of an internal error in the service (logged with task id {id}). "
+    "Retry the task; if it fails again, report it to the administrator."
+)
+GAVE_UP = {
+    "connection": (
+        "The task was given up after {n} attempts; the last one lost its database connection. "
+        "Retry the task when the database is reachable again."
+    ),
+    "timeout": (
+        "The task was given up after {n} attempts; the last one took longer than the database "
+        "allows (statement timeout). Retry the task later."
+    ),
+}
+
+# SQLSTATEs of a statement cancelled for taking too long: statement_timeout (57014) and
+# lock_timeout (55P03).
+TIMEOUT_STATES = frozenset({"57014", "55P03"})
+
+
+def failure_kind(exc: BaseException) -> str:
+    """ "timeout" or "connection" for a database error worth another attempt."""
+    if isinstance(exc, psycopg.Error) and exc.sqlstate in TIMEOUT_STATES:
+        return "timeout"
+    return "connection"
+
+
 class Runner:
-    """Runs tasks for one worker identity; one per process is enough."""
+    """Runs tasks for one worker identity; one per process is enough.
+
+    Each attempt is named by its claim: (worker, attempts after the claim). Every statement that
+    records an outcome names it, so an attempt that lost its task (even to a newer attempt of
+    the same worker in the same process) changes nothing; and a newer attempt at a task waits
+    until the older one, told that it lost, has stopped.
+    """
 
     def __init__(
         self, settings: Settings, worker: str, pool_size: int = 4, group_commit: bool = False
@@ -77,112 +112,172 @@ class Runner:
 
     def execute(self, task: Task) -> str:
         """Run a task this worker has claimed; returns the status it ended in."""
-        self._log("started", task)
-        started = time.perf_counter()
-        lease = self.monitor.hold(task.id)
+        lease, earlier = self.monitor.hold(task.id, task.attempts)
         status = "started"
         try:
+            self._wait_for(earlier, task)
+            self._log("started", task)
+            started = time.perf_counter()
             status = self._run_job(task, lease, started)
         finally:
             if status != FINISHING:  # a group commit drops the lease once it has committed
-                self.monitor.drop(task.id)
+                self.monitor.drop(lease)
         return status
+
+    def _wait_for(self, earlier: list[Lease], task: Task) -> None:
+        """Earlier attempts at this task in this process have been told they lost it; start
+        only once they have stopped, so they cannot touch this attempt's files or rows."""
+        for old in earlier:
+            if not old.ended.wait(self.settings.heartbeat_seconds):
+                logger.warning(
+                    "waiting for an earlier attempt at this task to stop",
+                    extra=self._fields(task, earlier_attempt=old.attempt),
+                )
+                old.ended.wait()
 
     def _run_job(self, task: Task, lease: Lease, started: float) -> str:
         spec = get_spec(task.type)
         if spec is None:
-            return self._fail(task, f"no job is registered for task type {task.type!r}", started)
+            return self._fail(
+                task, lease, f"no job is registered for task type {task.type!r}", started
+            )
         try:
             payload = spec.parse(task.data)
         except ValidationError as exc:
-            return self._fail(task, f"invalid task data: {describe_invalid(exc)}", started)
+            return self._fail(task, lease, f"invalid task data: {describe_invalid(exc)}", started)
         if payload.owner_id != task.created_by:
             return self._fail(
-                task, "invalid task data: owner_id must be the user who created the task", started
+                task,
+                lease,
+                "invalid task data: owner_id must be the user who created the task",
+                started,
             )
         ctx = JobContext(task=task, worker=self.worker, settings=self.settings, lease=lease)
         try:
             outcome = spec.run(ctx, payload)
             lease.check()
+            lease.finishing = True
             if self.finisher is not None and outcome.publish is None:
-                self.finisher.submit(task.id, outcome.result, self._on_group_commit(task, started))
+                self.finisher.submit(
+                    task.id,
+                    task.attempts,
+                    outcome.result,
+                    self._on_group_commit(task, lease, started),
+                )
                 return FINISHING
+            published = False
             try:
                 with pooled(self.database_url) as conn:
-                    if not tasks.finish_task(conn, task.id, self.worker, outcome.result):
+                    if not tasks.finish_task(
+                        conn, task.id, self.worker, outcome.result, attempt=task.attempts
+                    ):
                         raise TaskLost(f"task {task.id} was taken away from this worker")
                     if outcome.publish is not None:
                         outcome.publish(conn)
-            except psycopg.OperationalError:
-                # The connection broke, perhaps during COMMIT: the success may have been
-                # recorded. Keep the file; if the task was not finished, its next attempt
-                # deletes what this one left.
+                    published = True
+            except psycopg.OperationalError as exc:
+                # Only a connection that broke after the publish step (during COMMIT) may have
+                # recorded the success: then the file is kept, and if the task was not finished
+                # a later attempt removes it. Before that, or on a timeout (the transaction was
+                # rolled back), nothing was recorded: discard now, so no file is left held.
+                keep = published and failure_kind(exc) == "connection"
+                if not keep and outcome.discard is not None:
+                    outcome.discard()
                 raise
             except BaseException:
                 if outcome.discard is not None:
                     outcome.discard()
                 raise
         except TaskLost:
-            return self._lost(task, lease.shutting_down, started)
+            return self._lost(task, lease, started)
         except JobError as exc:
-            return self._fail(task, exc.message, started, exc.result)
-        except psycopg.OperationalError as exc:
-            # Not the task's fault: give it back for another attempt.
-            logger.warning("database error during task", extra=self._fields(task, error=str(exc)))
-            return self._requeue(task, f"database connection lost: {exc}".strip(), started)
-        except Exception as exc:
+            return self._fail(task, lease, exc.message, started, exc.result)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            # Not the task's fault: give it back for another attempt, after a backoff.
+            kind = failure_kind(exc)
+            logger.warning(
+                "database %s during task" % ("timeout" if kind == "timeout" else "error"),
+                extra=self._fields(task, error=str(exc), error_type=type(exc).__name__),
+            )
+            return self._requeue(task, kind, started)
+        except Exception:
             logger.exception("task crashed", extra=self._fields(task))
-            return self._fail(task, f"internal error ({type(exc).__name__}): {exc}", started)
+            return self._fail(task, lease, INTERNAL_ERROR.format(id=task.id), started)
         self._log("success", task, started)
         return "success"
 
-    def _on_group_commit(self, task: Task, started: float) -> Callable[[bool], None]:
+    def _on_group_commit(self, task: Task, lease: Lease, started: float) -> Callable[[bool], None]:
         def done(recorded: bool) -> None:
-            self.monitor.drop(task.id)
+            self.monitor.drop(lease)
             self._log("success" if recorded else "lost", task, started)
 
         return done
 
     def _fail(
-        self, task: Task, error: str, started: float, result: dict[str, Any] | None = None
+        self,
+        task: Task,
+        lease: Lease,
+        error: str,
+        started: float,
+        result: dict[str, Any] | None = None,
     ) -> str:
+        lease.finishing = True
         try:
             with pooled(self.database_url) as conn:
-                recorded = tasks.fail_task(conn, task.id, self.worker, error, result)
-        except psycopg.OperationalError:
+                recorded = tasks.fail_task(
+                    conn, task.id, self.worker, error, result, attempt=task.attempts
+                )
+        except (psycopg.OperationalError, PoolTimeout):
             logger.warning(
                 "could not record failure; the lease will expire", extra=self._fields(task)
             )
             return "started"
         if not recorded:
-            return self._lost(task, False, started)
+            return self._lost(task, lease, started)
         self._log("failure", task, started, error=error)
         return "failure"
 
-    def _requeue(self, task: Task, error: str, started: float) -> str:
+    def _requeue(self, task: Task, kind: str, started: float) -> str:
         try:
             with pooled(self.database_url) as conn:
-                status = tasks.requeue_after_error(
-                    conn, task.id, self.worker, self.settings.task_max_attempts, error
+                requeued = tasks.requeue_after_error(
+                    conn,
+                    task.id,
+                    self.worker,
+                    self.settings.task_max_attempts,
+                    GAVE_UP[kind].format(n=task.attempts),
+                    attempt=task.attempts,
+                    delay=self.settings.retry_delay,
                 )
         except (psycopg.OperationalError, PoolTimeout):
             # Still unreachable: the lease expires and a reaper gives the task to another worker.
             logger.warning("could not requeue; the lease will expire", extra=self._fields(task))
             return "started"
-        self._log(status or "lost", task, started, error=error)
-        return status or "lost"
+        if requeued is None:
+            self._log("lost", task, started)
+            return "lost"
+        run_after = requeued.run_after.isoformat() if requeued.run_after else None
+        transition = "requeued" if requeued.status == "fresh" else "failure"
+        self._log(transition, task, started, reason=kind, run_after=run_after)
+        return requeued.status
 
-    def _lost(self, task: Task, shutting_down: bool, started: float) -> str:
-        if shutting_down:
+    def _lost(self, task: Task, lease: Lease, started: float) -> str:
+        if lease.shutting_down:
             with pooled(self.database_url) as conn:
-                released = tasks.release_task(conn, task.id, self.worker)
+                released = tasks.release_task(conn, task.id, self.worker, attempt=task.attempts)
             self._log("released" if released else "lost", task, started)
             return "fresh" if released else "lost"
         self._log("lost", task, started)
         return "lost"
 
     def _fields(self, task: Task, **extra: Any) -> dict[str, Any]:
-        return {"task_id": task.id, "task_type": task.type, "worker": self.worker, **extra}
+        return {
+            "task_id": task.id,
+            "task_type": task.type,
+            "worker": self.worker,
+            "attempt": task.attempts,
+            **extra,
+        }
 
     def _log(self, transition: str, task: Task, started: float | None = None, **extra: Any) -> None:
         fields = self._fields(task, transition=transition, **extra)
