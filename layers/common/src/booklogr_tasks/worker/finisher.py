@@ -1,11 +1,13 @@
-"""Group commit for quick tasks: one transaction records the success of every task that
-finished while the previous commit was under way.
+"""Group commit: one transaction records the success of every task that finished while the
+previous commit was under way.
 
-A task whose job has nothing to publish (no export file, no import rows) only needs its status
-set; doing that for many tasks at once turns one commit per task into one per group, which is
-what lets a listener keep up with thousands of small tasks a second. The task's lease is held
-until its success is committed. Used by listeners only: a Lambda handler must not return before
-its commit, so it finishes its single task itself.
+Used for tasks whose success transaction is light: jobs with nothing to publish, and exports,
+whose publish step inserts one row (their file is already durable under its final name). Many
+small exports finishing at once then share one commit, and so one WAL flush, instead of paying
+for one each. Each task's finish and publish run in a savepoint of their own, so one task's
+failed publish does not undo the others'. A task's lease is held until its success is
+committed. Used by listeners only: a Lambda handler must not return before its commit, so it
+finishes its single task itself.
 """
 
 from __future__ import annotations
@@ -13,17 +15,20 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from psycopg_pool import PoolTimeout
 
 from booklogr_tasks.core.observability import logger
 from booklogr_tasks.db import tasks
-from booklogr_tasks.db.pool import pooled
+from booklogr_tasks.db.pool import Conn, pooled
 
-# Called after the group's commit with whether this worker still owned the task.
-Done = Callable[[bool], None]
+# What became of a submitted task once its group's transaction ended: recorded a success; lost
+# (another worker owns it now); unknown (the commit broke: it may or may not have happened); or
+# the exception its publish step raised (nothing of that task was recorded).
+Finished = Literal["success", "lost", "unknown"] | Exception
+Done = Callable[[Finished], None]
 
 MAX_GROUP = 500
 
@@ -32,6 +37,7 @@ MAX_GROUP = 500
 class _Pending:
     task_id: int
     result: dict[str, Any] | None
+    publish: Callable[[Conn], None] | None
     done: Done
 
 
@@ -45,9 +51,15 @@ class Finisher:
         self._thread = threading.Thread(target=self._run, name="finisher", daemon=True)
         self._thread.start()
 
-    def submit(self, task_id: int, result: dict[str, Any] | None, done: Done) -> None:
+    def submit(
+        self,
+        task_id: int,
+        result: dict[str, Any] | None,
+        publish: Callable[[Conn], None] | None,
+        done: Done,
+    ) -> None:
         with self._cond:
-            self._pending.append(_Pending(task_id, result, done))
+            self._pending.append(_Pending(task_id, result, publish, done))
             self._cond.notify()
 
     def close(self) -> None:
@@ -68,16 +80,43 @@ class Finisher:
             self._commit(group)
 
     def _commit(self, group: list[_Pending]) -> None:
+        outcome: dict[int, Finished] = {}
         try:
             with pooled(self.database_url) as conn:
-                owned = tasks.finish_tasks(conn, self.worker, {p.task_id: p.result for p in group})
+                self._finish_plain(conn, [p for p in group if p.publish is None], outcome)
+                for pending in group:
+                    if pending.publish is not None:
+                        outcome[pending.task_id] = self._finish_publishing(conn, pending)
         except (psycopg.OperationalError, PoolTimeout) as exc:
             # Unknown whether the commit happened; if it did not, the leases expire and the
-            # tasks run again (at-least-once), so report them as not recorded.
+            # tasks run again (at-least-once).
             logger.warning("group commit failed", extra={"tasks": len(group), "error": str(exc)})
-            owned = set()
+            outcome = dict.fromkeys((p.task_id for p in group), "unknown")
         for pending in group:
             try:
-                pending.done(pending.task_id in owned)
+                pending.done(outcome[pending.task_id])
             except Exception:
                 logger.exception("finish callback failed", extra={"task_id": pending.task_id})
+
+    def _finish_plain(
+        self, conn: Conn, group: list[_Pending], outcome: dict[int, Finished]
+    ) -> None:
+        """Tasks with nothing to publish: one statement for all of them."""
+        if not group:
+            return
+        owned = tasks.finish_tasks(conn, self.worker, {p.task_id: p.result for p in group})
+        for pending in group:
+            outcome[pending.task_id] = "success" if pending.task_id in owned else "lost"
+
+    def _finish_publishing(self, conn: Conn, pending: _Pending) -> Finished:
+        assert pending.publish is not None
+        try:
+            with conn.transaction():
+                if not tasks.finish_task(conn, pending.task_id, self.worker, pending.result):
+                    return "lost"
+                pending.publish(conn)
+        except psycopg.OperationalError:
+            raise
+        except Exception as exc:  # the savepoint is rolled back: this task only
+            return exc
+        return "success"

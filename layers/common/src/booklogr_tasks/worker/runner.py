@@ -11,7 +11,6 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -25,8 +24,8 @@ from booklogr_tasks.core.observability import logger
 from booklogr_tasks.core.settings import Settings, get_settings
 from booklogr_tasks.db import tasks
 from booklogr_tasks.db.pool import get_pool, pooled
-from booklogr_tasks.jobs import JobContext, JobError, get_spec, known_types
-from booklogr_tasks.worker.finisher import Finisher
+from booklogr_tasks.jobs import JobContext, JobError, Outcome, get_spec, known_types
+from booklogr_tasks.worker.finisher import Done, Finished, Finisher
 from booklogr_tasks.worker.leases import HeartbeatMonitor
 
 # execute()'s status for a success that waits for its group commit.
@@ -104,8 +103,13 @@ class Runner:
         try:
             outcome = spec.run(ctx, payload)
             lease.check()
-            if self.finisher is not None and outcome.publish is None:
-                self.finisher.submit(task.id, outcome.result, self._on_group_commit(task, started))
+            if self.finisher is not None and outcome.group_committable:
+                self.finisher.submit(
+                    task.id,
+                    outcome.result,
+                    outcome.publish,
+                    self._on_group_commit(task, outcome, started),
+                )
                 return FINISHING
             try:
                 with pooled(self.database_url) as conn:
@@ -132,16 +136,34 @@ class Runner:
             return self._requeue(task, f"database connection lost: {exc}".strip(), started)
         except Exception as exc:
             logger.exception("task crashed", extra=self._fields(task))
-            return self._fail(task, f"internal error ({type(exc).__name__}): {exc}", started)
+            return self._fail(task, self._internal_error(exc), started)
         self._log("success", task, started)
         return "success"
 
-    def _on_group_commit(self, task: Task, started: float) -> Callable[[bool], None]:
-        def done(recorded: bool) -> None:
+    def _on_group_commit(self, task: Task, outcome: Outcome, started: float) -> Done:
+        def done(finished: Finished) -> None:
+            if isinstance(finished, Exception):
+                if outcome.discard is not None:
+                    outcome.discard()
+                logger.error(
+                    "publishing the task's result failed",
+                    exc_info=finished,
+                    extra=self._fields(task),
+                )
+                self._fail(task, self._internal_error(finished), started)
+            elif finished == "lost" and outcome.discard is not None:
+                outcome.discard()
+            # "unknown": the success may have been recorded, so the file is kept; if it was
+            # not, the lease expires and the next attempt deletes what this one left.
             self.monitor.drop(task.id)
-            self._log("success" if recorded else "lost", task, started)
+            if not isinstance(finished, Exception):
+                self._log(finished, task, started)
 
         return done
+
+    @staticmethod
+    def _internal_error(exc: Exception) -> str:
+        return f"internal error ({type(exc).__name__}): {exc}"
 
     def _fail(
         self, task: Task, error: str, started: float, result: dict[str, Any] | None = None
