@@ -111,6 +111,13 @@ WITH done AS (
 )
 SELECT id FROM done"""
 
+# The tasks of a group commit that this worker still owns, locked until the group commits so
+# that nothing takes them away between the publish steps and the finish.
+LOCK_OWNED: LiteralString = """
+SELECT id FROM tasks
+ WHERE id = ANY(%(ids)s) AND worker = %(worker)s AND status = 'started'
+   FOR UPDATE"""
+
 FAIL_TASK: LiteralString = (
     "UPDATE tasks SET status = 'failure', error = %(error)s, updated_on = now()" + _END
 )

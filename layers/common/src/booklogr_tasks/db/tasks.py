@@ -96,6 +96,12 @@ def finish_tasks(conn: Conn, worker: str, results: dict[int, dict[str, Any] | No
     return {int(row["id"]) for row in rows}
 
 
+def lock_owned(conn: Conn, worker: str, task_ids: list[int]) -> set[int]:
+    """Lock these tasks for the rest of the transaction; return the ids this worker owns."""
+    rows = conn.execute(queries.LOCK_OWNED, {"ids": task_ids, "worker": worker}).fetchall()
+    return {int(row["id"]) for row in rows}
+
+
 def fail_task(
     conn: Conn, task_id: int, worker: str, error: str, result: dict[str, Any] | None = None
 ) -> bool:

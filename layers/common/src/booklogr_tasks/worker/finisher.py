@@ -80,13 +80,9 @@ class Finisher:
             self._commit(group)
 
     def _commit(self, group: list[_Pending]) -> None:
-        outcome: dict[int, Finished] = {}
         try:
             with pooled(self.database_url) as conn:
-                self._finish_plain(conn, [p for p in group if p.publish is None], outcome)
-                for pending in group:
-                    if pending.publish is not None:
-                        outcome[pending.task_id] = self._finish_publishing(conn, pending)
+                outcome = self._finish(conn, group)
         except (psycopg.OperationalError, PoolTimeout) as exc:
             # Unknown whether the commit happened; if it did not, the leases expire and the
             # tasks run again (at-least-once).
@@ -98,25 +94,27 @@ class Finisher:
             except Exception:
                 logger.exception("finish callback failed", extra={"task_id": pending.task_id})
 
-    def _finish_plain(
-        self, conn: Conn, group: list[_Pending], outcome: dict[int, Finished]
-    ) -> None:
-        """Tasks with nothing to publish: one statement for all of them."""
-        if not group:
-            return
-        owned = tasks.finish_tasks(conn, self.worker, {p.task_id: p.result for p in group})
+    def _finish(self, conn: Conn, group: list[_Pending]) -> dict[int, Finished]:
+        """Lock the group's tasks this worker still owns, publish each in a savepoint of its
+        own, then mark every published one a success in one statement."""
+        owned = tasks.lock_owned(conn, self.worker, [p.task_id for p in group])
+        outcome: dict[int, Finished] = {}
+        results: dict[int, dict[str, Any] | None] = {}
         for pending in group:
-            outcome[pending.task_id] = "success" if pending.task_id in owned else "lost"
-
-    def _finish_publishing(self, conn: Conn, pending: _Pending) -> Finished:
-        assert pending.publish is not None
-        try:
-            with conn.transaction():
-                if not tasks.finish_task(conn, pending.task_id, self.worker, pending.result):
-                    return "lost"
-                pending.publish(conn)
-        except psycopg.OperationalError:
-            raise
-        except Exception as exc:  # the savepoint is rolled back: this task only
-            return exc
-        return "success"
+            if pending.task_id not in owned:
+                outcome[pending.task_id] = "lost"
+                continue
+            if pending.publish is not None:
+                try:
+                    with conn.transaction():
+                        pending.publish(conn)
+                except psycopg.OperationalError:
+                    raise
+                except Exception as exc:  # its savepoint is rolled back: this task only
+                    outcome[pending.task_id] = exc
+                    continue
+            results[pending.task_id] = pending.result
+        finished = tasks.finish_tasks(conn, self.worker, results)
+        for task_id in results:
+            outcome[task_id] = "success" if task_id in finished else "lost"
+        return outcome

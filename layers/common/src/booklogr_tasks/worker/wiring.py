@@ -8,11 +8,14 @@ from booklogr_tasks.worker.invokers import InProcessInvoker
 from booklogr_tasks.worker.listener import Listener
 from booklogr_tasks.worker.runner import Runner, worker_identity
 
+# Tasks one listener runs at once. MEASURED (bench/throughput.py, bench/small_exports.py)
+DEFAULT_CONCURRENCY = 10
+
 
 def build_listener(
     settings: Settings,
     types: list[str] | None = None,
-    concurrency: int = 4,
+    concurrency: int = DEFAULT_CONCURRENCY,
     nickname: str | None = None,
 ) -> Listener:
     served = types or known_types()
