@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from booklogr_tasks.db import tasks
 from booklogr_tasks.db.pool import Conn, connect
-from booklogr_tasks.worker.finisher import Finished, Finisher
+from booklogr_tasks.worker.finisher import Finished, Finisher, _Pending
 
 from tests.helpers import insert_task, task_row
 
@@ -100,3 +100,31 @@ def test_every_submitted_task_is_recorded_once(db_url: str, conn: Any, count: in
     assert outcome == dict.fromkeys(ids, "success")
     done = conn.execute("SELECT count(*) AS n FROM tasks WHERE status = 'success'").fetchone()
     assert done["n"] == count
+
+
+def test_two_attempts_of_one_task_in_one_group_publish_once(db_url: str, conn: Any) -> None:
+    """The task was taken away from this worker and given back to it, and both attempts finished
+    at once: one export row, one success, the other attempt lost."""
+    (task_id,) = claimed(db_url, 1)
+    published: list[str] = []
+
+    def publish_as(name: str) -> Any:
+        def publish(c: Conn) -> None:
+            published.append(name)
+
+        return publish
+
+    finisher = Finisher(db_url, WORKER)
+    try:
+        group = [
+            _Pending(task_id, {"attempt": 1}, publish_as("first"), lambda f: None),
+            _Pending(task_id, {"attempt": 2}, publish_as("second"), lambda f: None),
+        ]
+        with connect(db_url) as c:
+            outcome = finisher._finish(c, group)
+    finally:
+        finisher.close()
+
+    assert outcome == ["success", "lost"]
+    assert published == ["first"]
+    assert task_row(conn, task_id)["status"] == "success"

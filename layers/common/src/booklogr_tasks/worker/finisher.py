@@ -87,23 +87,27 @@ class Finisher:
             # Unknown whether the commit happened; if it did not, the leases expire and the
             # tasks run again (at-least-once).
             logger.warning("group commit failed", extra={"tasks": len(group), "error": str(exc)})
-            outcome = dict.fromkeys((p.task_id for p in group), "unknown")
-        for pending in group:
+            outcome = ["unknown"] * len(group)
+        for pending, finished in zip(group, outcome, strict=True):
             try:
-                pending.done(outcome[pending.task_id])
+                pending.done(finished)
             except Exception:
                 logger.exception("finish callback failed", extra={"task_id": pending.task_id})
 
-    def _finish(self, conn: Conn, group: list[_Pending]) -> dict[int, Finished]:
+    def _finish(self, conn: Conn, group: list[_Pending]) -> list[Finished]:
         """Lock the group's tasks this worker still owns, publish each in a savepoint of its
-        own, then mark every published one a success in one statement."""
+        own, then mark every published one a success in one statement. Returns what became of
+        each submission, in order."""
         owned = tasks.lock_owned(conn, self.worker, [p.task_id for p in group])
-        outcome: dict[int, Finished] = {}
+        outcome: list[Finished] = ["lost"] * len(group)
         results: dict[int, dict[str, Any] | None] = {}
-        for pending in group:
-            if pending.task_id not in owned:
-                outcome[pending.task_id] = "lost"
+        publishing: dict[int, int] = {}  # task id -> its submission's place in the group
+        for place, pending in enumerate(group):
+            # A task submitted twice (taken away from this worker and given back to it, so two
+            # attempts ran here): only the first submission can be its success.
+            if pending.task_id not in owned or pending.task_id in publishing:
                 continue
+            publishing[pending.task_id] = place
             if pending.publish is not None:
                 try:
                     with conn.transaction():
@@ -111,10 +115,9 @@ class Finisher:
                 except psycopg.OperationalError:
                     raise
                 except Exception as exc:  # its savepoint is rolled back: this task only
-                    outcome[pending.task_id] = exc
+                    outcome[place] = exc
                     continue
             results[pending.task_id] = pending.result
-        finished = tasks.finish_tasks(conn, self.worker, results)
-        for task_id in results:
-            outcome[task_id] = "success" if task_id in finished else "lost"
+        for task_id in tasks.finish_tasks(conn, self.worker, results):
+            outcome[publishing[task_id]] = "success"
         return outcome

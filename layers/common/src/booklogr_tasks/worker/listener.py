@@ -78,6 +78,8 @@ class Listener:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._maybe_more = True
+        # Task ids announced since the last dispatch while no backlog was known.
+        self._announced: list[str] | None = None
         self._wake_pending = False
         self._invoked_at: dict[int, float] = {}
         self.sweep_timer = Timer(settings.task_sweep_seconds)
@@ -148,8 +150,11 @@ class Listener:
             readable, _, _ = select.select([conn.fileno(), self._wake_r], [], [], timeout)
             if self._wake_r in readable:
                 self._drain_wake_pipe()
-            notified = sum(1 for _ in conn.notifies(timeout=0))
-            if notified:
+            announced = [n.payload for n in conn.notifies(timeout=0)]
+            if announced:
+                # With no backlog known, the announced ids are all there is to claim: each is
+                # claimed by its id, the quickest claim there is. Otherwise claim in batches.
+                self._announced = None if self._maybe_more else announced
                 self._maybe_more = True
             self._housekeeping(conn, claims, time.monotonic())
             if not self.stopping.is_set():
@@ -182,6 +187,10 @@ class Listener:
             self._invoke_fresh(self.invoker, claims)
 
     def _claim_and_start(self, invoker: LocalInvoker, claims: Conn) -> None:
+        announced, self._announced = self._announced, None
+        if announced and self._claim_announced(invoker, claims, announced):
+            self._maybe_more = False
+            return
         while not self.stopping.is_set():
             free = invoker.free_slots()
             if free < invoker.claim_threshold():
@@ -192,6 +201,19 @@ class Listener:
             if len(claimed) < free:
                 self._maybe_more = False
                 return
+
+    def _claim_announced(self, invoker: LocalInvoker, claims: Conn, announced: list[str]) -> bool:
+        """Claim the announced tasks by id; False (nothing claimed) when they do not all fit in
+        the free slots or an announcement is not a task id."""
+        if not all(payload.isdigit() for payload in announced):
+            return False
+        if len(announced) > invoker.free_slots():
+            return False
+        for payload in announced:
+            task = tasks.claim_task(claims, int(payload), self.worker, self.types)
+            if task is not None:
+                invoker.start(task)
+        return True
 
     def _invoke_fresh(self, invoker: RemoteInvoker, claims: Conn) -> None:
         now = time.monotonic()
