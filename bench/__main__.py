@@ -20,6 +20,7 @@ from bench.harness import Result
 BENCHMARKS = {
     "pickup": "bench.pickup",
     "throughput": "bench.throughput",
+    "small_exports": "bench.small_exports",
     "enqueue": "bench.enqueue",
     "export": "bench.export",
     "import": "bench.imports",

@@ -48,6 +48,7 @@ class Mode:
     one_by_one_rows: int
     claim_finished: tuple[int, int]
     claim_fresh: int
+    small_exports: int
     log_levels: tuple[str, ...] = ("WARNING",)
     extra_formats: bool = True
 
@@ -66,6 +67,7 @@ MODES = {
         one_by_one_rows=10_000,
         claim_finished=(1000, 1_000_000),
         claim_fresh=2000,
+        small_exports=2000,
         log_levels=("WARNING", "INFO"),
     ),
     "quick": Mode(
@@ -81,6 +83,7 @@ MODES = {
         one_by_one_rows=1000,
         claim_finished=(1000, 100_000),
         claim_fresh=500,
+        small_exports=500,
     ),
     "smoke": Mode(
         name="smoke",
@@ -95,6 +98,7 @@ MODES = {
         one_by_one_rows=20,
         claim_finished=(100, 1000),
         claim_fresh=30,
+        small_exports=20,
         extra_formats=False,
     ),
 }
@@ -309,15 +313,10 @@ def processes(
             proc.stop()
 
 
-def listener_command(concurrency: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "booklogr_tasks.devtools.cli",
-        "listen",
-        "--concurrency",
-        str(concurrency),
-    ]
+def listener_command(concurrency: int | None) -> list[str]:
+    """`booklogr-tasks listen`; with no concurrency, at its default (what users run)."""
+    command = [sys.executable, "-m", "booklogr_tasks.devtools.cli", "listen"]
+    return command if concurrency is None else [*command, "--concurrency", str(concurrency)]
 
 
 @contextmanager

@@ -152,6 +152,13 @@ WITH done AS (
 )
 SELECT id FROM done"""
 
+# The attempts of a group commit that still own their task, locked until the group commits so
+# that nothing takes them away between the publish steps and the finish.
+LOCK_OWNED: LiteralString = f"""
+SELECT t.id, t.attempts FROM tasks t JOIN {_ATTEMPTS} ON a.id = t.id AND a.attempt = t.attempts
+ WHERE t.worker = %(worker)s AND t.status = 'started'
+   FOR UPDATE OF t"""
+
 FAIL_TASK: LiteralString = (
     "UPDATE tasks SET status = 'failure', error = %(error)s, updated_on = now()" + _END
 )

@@ -127,6 +127,16 @@ def finish_tasks(
     return {int(row["id"]) for row in rows}
 
 
+def lock_owned(conn: Conn, worker: str, attempts: list[tuple[int, int]]) -> set[tuple[int, int]]:
+    """Lock, for the rest of the transaction, the tasks these (task id, attempt) pairs still
+    own; return those pairs."""
+    rows = conn.execute(
+        queries.LOCK_OWNED,
+        {"ids": [a[0] for a in attempts], "attempts": [a[1] for a in attempts], "worker": worker},
+    ).fetchall()
+    return {(int(row["id"]), int(row["attempts"])) for row in rows}
+
+
 def fail_task(
     conn: Conn,
     task_id: int,

@@ -11,6 +11,7 @@ from types import FrameType
 
 from booklogr_tasks.core.errors import SchemaOutOfDate, SettingsError
 from booklogr_tasks.core.settings import get_settings
+from booklogr_tasks.worker.wiring import DEFAULT_CONCURRENCY
 
 
 def _types(value: str) -> list[str]:
@@ -34,8 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument(
         "--concurrency",
         type=int,
-        default=4,
-        help="tasks run at once by this process (in-process invoker)",
+        default=DEFAULT_CONCURRENCY,
+        help=f"tasks run at once by this process (default {DEFAULT_CONCURRENCY})",
     )
     listen.add_argument(
         "--nickname", default=None, help="worker nickname (default: WORKER_NICKNAME)"

@@ -41,6 +41,13 @@ class Outcome:
     result: dict[str, Any] | None = None
     publish: Callable[[Conn], None] | None = None
     discard: Callable[[], None] | None = None
+    # The publish step is a few row writes: it may share one transaction (and one commit) with
+    # other tasks' finishes. An import's bulk load is not, and commits on its own.
+    light_publish: bool = False
+
+    @property
+    def group_committable(self) -> bool:
+        return self.publish is None or self.light_publish
 
 
 @dataclass(frozen=True)

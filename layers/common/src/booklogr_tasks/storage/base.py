@@ -1,9 +1,9 @@
 """Where export files live: a local folder (the volume shared by API and listener) or S3.
 
 A file is written under its final key as a *pending* export: streamed, made durable, and only
-then published. The worker publishes inside the transaction that records the export row and the
-task's success, and discards the pending file if that transaction does not commit, so a crash at
-any point leaves either no row or a complete file.
+then published under its key. The export row is inserted afterwards, in the transaction that
+records the task's success, and the file is discarded if that transaction does not commit, so a
+crash at any point leaves either no row or a complete file.
 
 Keys are `<owner_id>/<format>-<task_id>-<export_id>.<ext>`: made from database ids only, so task
 data cannot steer them, and every attempt at a task can find what an earlier, lost attempt left.
@@ -33,7 +33,9 @@ class PendingExport(Protocol):
         """All bytes written: make them durable (but not yet visible as the final file)."""
 
     def publish(self) -> None:
-        """Make the file visible under its key. Called inside the success transaction."""
+        """Make the file visible under its key, durably. Called once the file is complete and
+        before the transaction that inserts its row, so a crash leaves at most a file without
+        a row (a leftover the next attempt deletes), never a row without its file."""
 
     def discard(self) -> None:
         """Remove whatever was written; safe to call at any stage, and more than once."""

@@ -1,11 +1,13 @@
-"""Group commit for quick tasks: one transaction records the success of every task that
-finished while the previous commit was under way.
+"""Group commit: one transaction records the success of every task that finished while the
+previous commit was under way.
 
-A task whose job has nothing to publish (no export file, no import rows) only needs its status
-set; doing that for many tasks at once turns one commit per task into one per group, which is
-what lets a listener keep up with thousands of small tasks a second. The task's lease is held
-until its success is committed. Used by listeners only: a Lambda handler must not return before
-its commit, so it finishes its single task itself.
+Used for tasks whose success transaction is light: jobs with nothing to publish, and exports,
+whose publish step inserts one row (their file is already durable under its final name). Many
+small exports finishing at once then share one commit, and so one WAL flush, instead of paying
+for one each. Each task's finish and publish run in a savepoint of their own, so one task's
+failed publish does not undo the others'. A task's lease is held until its success is
+committed. Used by listeners only: a Lambda handler must not return before its commit, so it
+finishes its single task itself.
 """
 
 from __future__ import annotations
@@ -13,17 +15,20 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from psycopg_pool import PoolTimeout
 
 from booklogr_tasks.core.observability import logger
 from booklogr_tasks.db import tasks
-from booklogr_tasks.db.pool import pooled
+from booklogr_tasks.db.pool import Conn, pooled
 
-# Called after the group's commit with whether this worker still owned the task.
-Done = Callable[[bool], None]
+# What became of a submitted task once its group's transaction ended: recorded a success; lost
+# (another worker owns it now); unknown (the commit broke: it may or may not have happened); or
+# the exception its publish step raised (nothing of that task was recorded).
+Finished = Literal["success", "lost", "unknown"] | Exception
+Done = Callable[[Finished], None]
 
 MAX_GROUP = 500
 
@@ -33,6 +38,7 @@ class _Pending:
     task_id: int
     attempt: int
     result: dict[str, Any] | None
+    publish: Callable[[Conn], None] | None
     done: Done
 
 
@@ -46,9 +52,16 @@ class Finisher:
         self._thread = threading.Thread(target=self._run, name="finisher", daemon=True)
         self._thread.start()
 
-    def submit(self, task_id: int, attempt: int, result: dict[str, Any] | None, done: Done) -> None:
+    def submit(
+        self,
+        task_id: int,
+        attempt: int,
+        result: dict[str, Any] | None,
+        publish: Callable[[Conn], None] | None,
+        done: Done,
+    ) -> None:
         with self._cond:
-            self._pending.append(_Pending(task_id, attempt, result, done))
+            self._pending.append(_Pending(task_id, attempt, result, publish, done))
             self._cond.notify()
 
     def close(self) -> None:
@@ -71,19 +84,43 @@ class Finisher:
     def _commit(self, group: list[_Pending]) -> None:
         try:
             with pooled(self.database_url) as conn:
-                owned = tasks.finish_tasks(
-                    conn,
-                    self.worker,
-                    {p.task_id: p.result for p in group},
-                    {p.task_id: p.attempt for p in group},
-                )
+                outcome = self._finish(conn, group)
         except (psycopg.OperationalError, PoolTimeout) as exc:
             # Unknown whether the commit happened; if it did not, the leases expire and the
-            # tasks run again (at-least-once), so report them as not recorded.
+            # tasks run again (at-least-once).
             logger.warning("group commit failed", extra={"tasks": len(group), "error": str(exc)})
-            owned = set()
-        for pending in group:
+            outcome = ["unknown"] * len(group)
+        for pending, finished in zip(group, outcome, strict=True):
             try:
-                pending.done(pending.task_id in owned)
+                pending.done(finished)
             except Exception:
                 logger.exception("finish callback failed", extra={"task_id": pending.task_id})
+
+    def _finish(self, conn: Conn, group: list[_Pending]) -> list[Finished]:
+        """Lock the group's tasks whose attempt still owns them, publish each in a savepoint of
+        its own, then mark every published one a success in one statement. Returns what became
+        of each submission, in order."""
+        owned = tasks.lock_owned(conn, self.worker, [(p.task_id, p.attempt) for p in group])
+        outcome: list[Finished] = ["lost"] * len(group)
+        results: dict[int, dict[str, Any] | None] = {}
+        attempts: dict[int, int | None] = {}
+        publishing: dict[int, int] = {}  # task id -> its submission's place in the group
+        for place, pending in enumerate(group):
+            # Only the attempt that owns the task now counts, and it only once.
+            if (pending.task_id, pending.attempt) not in owned or pending.task_id in publishing:
+                continue
+            publishing[pending.task_id] = place
+            if pending.publish is not None:
+                try:
+                    with conn.transaction():
+                        pending.publish(conn)
+                except psycopg.OperationalError:
+                    raise
+                except Exception as exc:  # its savepoint is rolled back: this task only
+                    outcome[place] = exc
+                    continue
+            results[pending.task_id] = pending.result
+            attempts[pending.task_id] = pending.attempt
+        for task_id in tasks.finish_tasks(conn, self.worker, results, attempts):
+            outcome[publishing[task_id]] = "success"
+        return outcome

@@ -22,6 +22,7 @@ import psycopg
 from psycopg_pool import PoolTimeout
 
 from booklogr_tasks.core.errors import SchemaOutOfDate
+from booklogr_tasks.core.models import Task
 from booklogr_tasks.core.observability import logger
 from booklogr_tasks.core.settings import Settings
 from booklogr_tasks.db import tasks
@@ -101,6 +102,8 @@ class Listener:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._maybe_more = True
+        # Task ids announced since the last dispatch while no backlog was known.
+        self._announced: list[str] | None = None
         self._wake_pending = False
         self._invoked_at: dict[int, float] = {}
         self.sweep_timer = Timer(settings.task_sweep_seconds)
@@ -168,8 +171,11 @@ class Listener:
             readable, _, _ = select.select([conn.fileno(), self._wake_r], [], [], timeout)
             if self._wake_r in readable:
                 self._drain_wake_pipe()
-            notified = sum(1 for _ in conn.notifies(timeout=0))
-            if notified:
+            announced = [n.payload for n in conn.notifies(timeout=0)]
+            if announced:
+                # With no backlog known, the announced ids are all there is to claim: each is
+                # claimed by its id, the quickest claim there is. Otherwise claim in batches.
+                self._announced = None if self._maybe_more else announced
                 self._maybe_more = True
             self._housekeeping(conn, claims.conn, time.monotonic())
             if not self.stopping.is_set():
@@ -206,18 +212,43 @@ class Listener:
             self._invoke_fresh(self.invoker, claims.conn)
 
     def _claim_and_start(self, invoker: LocalInvoker, claims: ClaimsConnection) -> None:
+        announced, self._announced = self._announced, None
+        if announced and self._claim_announced(invoker, claims, announced):
+            self._maybe_more = False
+            return
         while not self.stopping.is_set():
             free = invoker.free_slots()
             if free < invoker.claim_threshold():
                 return  # _maybe_more stays set: a finishing job wakes us to claim more
             claimed = tasks.claim_batch(claims.conn, self.worker, self.types, free)
-            for task in claimed:
-                invoker.start(task)
-            if any(len(task.data) > RECYCLE_AFTER_BYTES for task in claimed):
-                claims.renew()
+            self._start(invoker, claims, claimed)
             if len(claimed) < free:
                 self._maybe_more = False
                 return
+
+    def _claim_announced(
+        self, invoker: LocalInvoker, claims: ClaimsConnection, announced: list[str]
+    ) -> bool:
+        """Claim the announced tasks by id; False (nothing claimed) when they do not all fit in
+        the free slots or an announcement is not a task id."""
+        if not all(payload.isdigit() for payload in announced):
+            return False
+        if len(announced) > invoker.free_slots():
+            return False
+        claimed = [
+            task
+            for payload in announced
+            if (task := tasks.claim_task(claims.conn, int(payload), self.worker, self.types))
+        ]
+        self._start(invoker, claims, claimed)
+        return True
+
+    @staticmethod
+    def _start(invoker: LocalInvoker, claims: ClaimsConnection, claimed: list[Task]) -> None:
+        for task in claimed:
+            invoker.start(task)
+        if any(len(task.data) > RECYCLE_AFTER_BYTES for task in claimed):
+            claims.renew()
 
     def _invoke_fresh(self, invoker: RemoteInvoker, claims: Conn) -> None:
         now = time.monotonic()

@@ -11,7 +11,6 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -25,8 +24,8 @@ from booklogr_tasks.core.observability import logger
 from booklogr_tasks.core.settings import Settings, get_settings
 from booklogr_tasks.db import tasks
 from booklogr_tasks.db.pool import get_pool, pooled
-from booklogr_tasks.jobs import JobContext, JobError, get_spec, known_types
-from booklogr_tasks.worker.finisher import Finisher
+from booklogr_tasks.jobs import JobContext, JobError, Outcome, get_spec, known_types
+from booklogr_tasks.worker.finisher import Done, Finished, Finisher
 from booklogr_tasks.worker.leases import HeartbeatMonitor
 
 # execute()'s status for a success that waits for its group commit.
@@ -157,12 +156,13 @@ class Runner:
             outcome = spec.run(ctx, payload)
             lease.check()
             lease.finishing = True
-            if self.finisher is not None and outcome.publish is None:
+            if self.finisher is not None and outcome.group_committable:
                 self.finisher.submit(
                     task.id,
                     task.attempts,
                     outcome.result,
-                    self._on_group_commit(task, lease, started),
+                    outcome.publish,
+                    self._on_group_commit(task, lease, outcome, started),
                 )
                 return FINISHING
             published = False
@@ -206,10 +206,24 @@ class Runner:
         self._log("success", task, started)
         return "success"
 
-    def _on_group_commit(self, task: Task, lease: Lease, started: float) -> Callable[[bool], None]:
-        def done(recorded: bool) -> None:
+    def _on_group_commit(self, task: Task, lease: Lease, outcome: Outcome, started: float) -> Done:
+        def done(finished: Finished) -> None:
+            if isinstance(finished, Exception):
+                if outcome.discard is not None:
+                    outcome.discard()
+                logger.error(
+                    "publishing the task's result failed",
+                    exc_info=finished,
+                    extra=self._fields(task),
+                )
+                self._fail(task, lease, INTERNAL_ERROR.format(id=task.id), started)
+            elif finished == "lost" and outcome.discard is not None:
+                outcome.discard()
+            # "unknown": the success may have been recorded, so the file is kept; if it was
+            # not, the lease expires and the next attempt deletes what this one left.
             self.monitor.drop(lease)
-            self._log("success" if recorded else "lost", task, started)
+            if not isinstance(finished, Exception):
+                self._log(finished, task, started)
 
         return done
 

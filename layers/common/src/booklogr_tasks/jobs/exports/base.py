@@ -22,8 +22,8 @@ def run_export(ctx: JobContext, payload: ExportPayload, fmt: str, write: ExportW
     owner, task_id = payload.owner_id, ctx.task.id
     store.discard_leftovers(owner, fmt, task_id)
     with pooled(ctx.settings.database_url) as conn:
+        # nextval is not transactional: the id is reserved without a commit of its own.
         export_id = tasks.reserve_export_id(conn, fmt)
-        conn.commit()
         key = export_key(owner, fmt, task_id, export_id)
         pending = store.begin(key, fmt)
         try:
@@ -31,13 +31,17 @@ def run_export(ctx: JobContext, payload: ExportPayload, fmt: str, write: ExportW
             ctx.report_progress(0, int(total["n"]) if total else None)
             books = write(conn, ctx, owner, pending)
             pending.complete()
+            # The file goes under its final name here, in the job's own thread, so the success
+            # transaction only writes rows and can be group-committed with other tasks'. A file
+            # without a row is a leftover (deleted by the next attempt or discard), never a row
+            # without its file.
+            pending.publish()
         except BaseException:
             pending.discard()
             raise
 
     def publish(conn: Conn) -> None:
         tasks.record_export(conn, fmt, export_id, key, owner, task_id)
-        pending.publish()
 
     return Outcome(
         result={
@@ -48,6 +52,7 @@ def run_export(ctx: JobContext, payload: ExportPayload, fmt: str, write: ExportW
         },
         publish=publish,
         discard=pending.discard,
+        light_publish=True,
     )
 
 
