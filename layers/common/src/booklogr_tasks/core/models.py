@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 
 TaskStatus = Literal["fresh", "started", "success", "failure"]
 FINISHED: frozenset[str] = frozenset({"success", "failure"})
@@ -47,9 +56,41 @@ class ExportPayload(OwnerPayload):
     pass
 
 
+UPLOADS = "uploads"
+# Where an owner's uploads are stored (storage.base.upload_key makes such keys): a name without
+# separators or "..", so a payload can only ever name a file of its own owner.
+UPLOAD_NAME = r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*"
+
+
 class ImportPayload(OwnerPayload):
-    csv: StrictStr = Field(min_length=1, description="the whole file's text")
+    """The file to import: its text (`csv`), or the key of a stored upload (`file`)."""
+
+    csv: StrictStr | None = Field(None, min_length=1, description="the whole file's text")
+    file: StrictStr | None = Field(
+        None,
+        max_length=300,
+        description="the key of an uploaded file: uploads/<owner_id>/<name>",
+    )
     allow_duplicates: StrictBool = False
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ImportPayload:
+        if (self.csv is None) == (self.file is None):
+            raise ValueError("give exactly one of csv (the file's text) or file (an upload key)")
+        if self.file is not None and not is_upload_of(self.file, self.owner_id):
+            raise ValueError(f"file must be one of your uploads: uploads/{self.owner_id}/<name>")
+        return self
+
+
+def is_upload_of(key: str, owner_id: int) -> bool:
+    """Whether `key` names a file in this owner's upload folder (and nothing outside it)."""
+    prefix = f"{UPLOADS}/{owner_id}/"
+    return key.startswith(prefix) and re.fullmatch(UPLOAD_NAME, key[len(prefix) :]) is not None
+
+
+def is_upload_key(key: str) -> bool:
+    """Whether `key` names a file in some owner's upload folder (and nothing outside it)."""
+    return re.fullmatch(f"{UPLOADS}/[0-9]{{1,10}}/{UPLOAD_NAME}", key) is not None
 
 
 class ExportRecord(BaseModel):

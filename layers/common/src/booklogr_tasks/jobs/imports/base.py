@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
-from typing import Any
+from typing import Any, BinaryIO
 
-from booklogr_tasks.core.errors import JobError, RowInvalid
+from booklogr_tasks.core.errors import JobError, RowInvalid, UploadMissing
 from booklogr_tasks.core.models import ImportPayload
 from booklogr_tasks.db.pool import Conn, pooled
 from booklogr_tasks.jobs.base import JobContext, JobSpec, Outcome
+from booklogr_tasks.storage import export_store
 
 READING_STATUSES = ("Read", "Currently reading", "To be read", "Did not finish")
 PROGRESS_EVERY_ROWS = 1000
@@ -115,7 +116,7 @@ class Parsed:
     remarks: list[str]
 
 
-Progress = Callable[[int, int], None]
+Progress = Callable[[int, int | None], None]
 
 
 @contextmanager
@@ -135,22 +136,28 @@ def _no_cyclic_gc() -> Iterator[None]:
             gc.enable()
 
 
-def parse(text: str, fmt: ImportFormat, progress: Progress | None = None) -> Parsed:
+def parse(source: str | BinaryIO, fmt: ImportFormat, progress: Progress | None = None) -> Parsed:
     """Every book of the file, or JobError when the file is not what `fmt` describes."""
     with _no_cyclic_gc():
-        return _parse(text, fmt, progress)
+        return _parse(as_stream(source), fmt, progress)
 
 
-def _parse(text: str, fmt: ImportFormat, progress: Progress | None) -> Parsed:
-    # Rows are converted as they are read, so only the books stay in memory, not every cell of
-    # the file. Line count less the header: the exact number of rows unless cells hold line
-    # breaks, an upper bound for the progress report either way.
-    estimate = max(text.count("\n") - 1, 1)
+def as_stream(source: str | BinaryIO) -> BinaryIO:
+    """The file as bytes to read. Text that is not UTF-8 (lone surrogates) stays detectably
+    broken: it decodes to replacement characters, which the reader reports by line."""
+    if isinstance(source, str):
+        return io.BytesIO(source.encode("utf-8", "surrogatepass"))
+    return source
+
+
+def _parse(source: BinaryIO, fmt: ImportFormat, progress: Progress | None) -> Parsed:
+    # Rows are converted as they are read, so only the books stay in memory, not the file.
+    size = _size_of(source)
     remarks = Remarks()
     books: list[BookIn] = []
     invalid: list[dict[str, Any]] = []
     rows = 0
-    for record in read_records(text, fmt):
+    for record in read_records(source, fmt):
         rows += 1
         try:
             if record.problem is not None:
@@ -159,7 +166,7 @@ def _parse(text: str, fmt: ImportFormat, progress: Progress | None) -> Parsed:
         except RowInvalid as exc:
             invalid.append({"row": record.row, "reason": str(exc)})
         if progress is not None and rows % PROGRESS_EVERY_ROWS == 0:
-            progress(rows, max(estimate, rows))
+            progress(rows, _estimate(rows, source, size))
     if rows and not books:
         raise JobError(
             f"none of the {rows} rows of this {fmt.name} could be read",
@@ -168,11 +175,30 @@ def _parse(text: str, fmt: ImportFormat, progress: Progress | None) -> Parsed:
     return Parsed(books, rows, invalid, remarks.messages())
 
 
-def read_records(text: str, fmt: ImportFormat) -> Iterator[Record]:
+def _size_of(source: BinaryIO) -> int | None:
+    if not source.seekable():
+        return None
+    here = source.tell()
+    size = source.seek(0, io.SEEK_END)
+    source.seek(here)
+    return size
+
+
+def _estimate(rows: int, source: BinaryIO, size: int | None) -> int | None:
+    """Rows in the whole file, from the share of its bytes read so far (None if unknown)."""
+    if size is None:
+        return None
+    read = source.tell()
+    return max(rows, round(rows * size / read)) if read else None
+
+
+def read_records(source: str | BinaryIO, fmt: ImportFormat) -> Iterator[Record]:
     """The data rows, one at a time; JobError (at the first row or where the CSV breaks) when
     the file is not a readable `fmt`."""
-    check_text(text)
-    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""), strict=True)
+    # utf-8-sig drops the BOM that Excel, Goodreads and calibre write; newline="" leaves line
+    # breaks inside quoted cells to the csv module.
+    text = io.TextIOWrapper(as_stream(source), encoding="utf-8-sig", errors="replace", newline="")
+    reader = csv.reader(_checked_lines(text), strict=True)
     try:
         header = next(reader, None)
         if header is None or not any(cell.strip() for cell in header):
@@ -188,6 +214,18 @@ def read_records(text: str, fmt: ImportFormat) -> Iterator[Record]:
         yield from _records(reader, columns)
     except csv.Error as exc:
         raise JobError(f"the file is not readable CSV (row {reader.line_num}): {exc}") from exc
+    finally:
+        text.detach()  # the caller owns (and closes) the byte stream
+
+
+def _checked_lines(text: Iterator[str]) -> Iterator[str]:
+    """Lines PostgreSQL can store: UTF-8 without NUL. Bytes that were not UTF-8 reach us as
+    U+FFFD replacement characters."""
+    for number, line in enumerate(text, start=1):
+        if "\ufffd" in line or "\x00" in line:
+            what = "is not valid UTF-8" if "\ufffd" in line else "contains NUL characters"
+            raise JobError(f"the file {what} (line {number}); save it as UTF-8 text and try again")
+        yield line
 
 
 def _records(reader: Iterator[list[str]], columns: list[str]) -> Iterator[Record]:
@@ -206,28 +244,6 @@ def _records(reader: Iterator[list[str]], columns: list[str]) -> Iterator[Record
             yield Record(row, [], {}, problem)
             continue
         yield Record(row, cells, index)
-
-
-def check_text(text: str) -> None:
-    """Text PostgreSQL can store: UTF-8 without NUL. Bytes that were not UTF-8 reach us as lone
-    surrogates or as U+FFFD replacement characters."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise JobError(
-            f"the file is not valid UTF-8 (line {_line_of(text, exc.start)}); "
-            "save it as UTF-8 and try again"
-        ) from exc
-    for char, what in (("\ufffd", "is not valid UTF-8"), ("\x00", "contains NUL characters")):
-        at = text.find(char)
-        if at >= 0:
-            raise JobError(
-                f"the file {what} (line {_line_of(text, at)}); save it as UTF-8 text and try again"
-            )
-
-
-def _line_of(text: str, index: int) -> int:
-    return text.count("\n", 0, index) + 1
 
 
 # --- reading cells ------------------------------------------------------------------------------
@@ -421,11 +437,12 @@ def load(conn: Conn, owner_id: int, books: Sequence[BookIn]) -> int:
 def run_import(ctx: JobContext, payload: ImportPayload, fmt: ImportFormat) -> Outcome:
     owner = payload.owner_id
 
-    def progress(done: int, total: int) -> None:
+    def progress(done: int, total: int | None) -> None:
         ctx.check_lost()
         ctx.report_progress(done, total)
 
-    parsed = parse(payload.csv, fmt, progress)
+    with open_file(ctx, payload) as source:
+        parsed = parse(source, fmt, progress)
     ctx.report_progress(parsed.rows, parsed.rows)
 
     books, in_file = parsed.books, list[BookIn]()
@@ -459,6 +476,21 @@ def run_import(ctx: JobContext, payload: ImportPayload, fmt: ImportFormat) -> Ou
         load(conn, owner, to_load)
 
     return Outcome(result=result, publish=publish)
+
+
+@contextmanager
+def open_file(ctx: JobContext, payload: ImportPayload) -> Iterator[BinaryIO]:
+    """The file to import: the payload's text, or the upload it names, read from the store."""
+    if payload.file is None:
+        assert payload.csv is not None  # the payload holds exactly one of the two
+        yield as_stream(payload.csv)
+        return
+    try:
+        source = export_store(ctx.settings).open_upload(payload.file)
+    except UploadMissing:
+        raise JobError("the uploaded file is no longer stored; upload it again") from None
+    with source:
+        yield source
 
 
 def _first_of_each_isbn(books: list[BookIn]) -> tuple[list[BookIn], list[BookIn]]:
