@@ -21,10 +21,10 @@ from booklogr_tasks.jobs.imports.base import (
     isbn_or_none,
     paragraphs,
     rating,
-    register_import,
     started_or_finished,
     whole_number,
 )
+from booklogr_tasks.jobs.imports.loading import register_import
 
 SHELVES = {
     "read": "Read",

@@ -21,9 +21,9 @@ from booklogr_tasks.jobs.imports.base import (
     isbn_or_none,
     paragraphs,
     rating,
-    register_import,
     text_or_none,
 )
+from booklogr_tasks.jobs.imports.loading import register_import
 
 STATUSES = {
     "read": "Read",
