@@ -83,7 +83,10 @@ def test_progress_is_reported_every_thousand_rows() -> None:
     seen: list[tuple[int, int]] = []
     parsed = parse(text, storygraph_import.FORMAT, lambda done, total: seen.append((done, total)))
     assert len(parsed.books) == 2500
-    assert seen == [(1000, 2500), (2000, 2500)]
+    # The total is estimated from the share of the file's bytes read so far (the reader reads
+    # ahead, so the estimate is low at first); it never claims less than was done.
+    assert [done for done, _ in seen] == [1000, 2000]
+    assert all(total is not None and done < total <= 2500 for done, total in seen), seen
 
 
 def test_header_names_match_whatever_their_case_and_spacing() -> None:

@@ -47,6 +47,14 @@ class PayloadTooLarge(ApiError):
     status, code = 413, "payload_too_large"
 
 
+class UploadTooLarge(PayloadTooLarge):
+    """An uploaded file grew past its limit while it was being stored (nothing is kept)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the file is larger than the limit of {limit} bytes")
+        self.limit = limit
+
+
 class UnknownTaskType(ApiError):
     status, code = 422, "unknown_type"
 
@@ -89,6 +97,10 @@ class TaskNotRetryable(RuntimeError):
 
 class TaskLost(RuntimeError):
     """This worker no longer owns the task (lease expired, or the process is shutting down)."""
+
+
+class UploadMissing(LookupError):
+    """No stored upload under this key (never stored, or already deleted)."""
 
 
 class JobError(Exception):

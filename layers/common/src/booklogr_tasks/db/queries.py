@@ -27,8 +27,10 @@ INSERT_TASK: LiteralString = f"""
 INSERT INTO tasks (type, data, created_by) VALUES (%(type)s, %(data)s, %(created_by)s)
 RETURNING {TASK_COLUMNS}"""
 
+# What the status and list endpoints show: every column but `data`, which they never show.
+_SHOWN_COLUMNS = ", ".join(c for c in _T_COLUMNS.split(", ") if c != "t.data")
 _REPORT: LiteralString = f"""
-SELECT {_T_COLUMNS}, r.progress, r.result
+SELECT {_SHOWN_COLUMNS}, r.progress, r.result
   FROM tasks t LEFT JOIN task_results r ON r.task_id = t.id"""
 
 GET_TASK: LiteralString = _REPORT + " WHERE t.id = %(id)s"
@@ -286,7 +288,7 @@ DELETE FROM tasks WHERE id IN (
        AND updated_on < now() - make_interval(secs => %(age)s)
        AND {_CLAIMED_BY_US}
      LIMIT %(limit)s)
-RETURNING id"""
+RETURNING id, data, created_by"""
 
 # Keep each owner's newest few exports of a format; delete the older ones past the age limit.
 _EXPIRE_EXPORTS = sql.SQL("""

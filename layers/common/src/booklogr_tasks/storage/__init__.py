@@ -9,6 +9,7 @@ from booklogr_tasks.storage.base import (
     PendingExport,
     download_name,
     export_key,
+    upload_key,
 )
 from booklogr_tasks.storage.local import LocalFolderStore
 
@@ -35,4 +36,5 @@ __all__ = [
     "download_name",
     "export_key",
     "export_store",
+    "upload_key",
 ]

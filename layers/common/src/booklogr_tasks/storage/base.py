@@ -7,13 +7,23 @@ crash at any point leaves either no row or a complete file.
 
 Keys are `<owner_id>/<format>-<task_id>-<export_id>.<ext>`: made from database ids only, so task
 data cannot steer them, and every attempt at a task can find what an earlier, lost attempt left.
+
+Uploaded files (what an import reads) live in the same store under `uploads/<owner_id>/<name>`,
+so a task's data holds a short key instead of the file itself.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+import uuid
+from typing import BinaryIO, Protocol
+
+from booklogr_tasks.core.errors import UploadTooLarge
+from booklogr_tasks.core.models import UPLOADS
 
 CONTENT_TYPES = {"csv": "text/csv", "html": "text/html", "json": "application/json"}
+UPLOAD_CONTENT_TYPE = "application/octet-stream"
+# Uploads are copied in pieces of this size: memory stays flat however large the file.
+UPLOAD_CHUNK = 1024 * 1024
 
 
 def export_key(owner_id: int, fmt: str, task_id: int, export_id: int) -> str:
@@ -22,6 +32,29 @@ def export_key(owner_id: int, fmt: str, task_id: int, export_id: int) -> str:
 
 def download_name(fmt: str, export_id: int) -> str:
     return f"booklogr-export-{export_id}.{fmt}"
+
+
+def upload_key(owner_id: int) -> str:
+    """A new, unguessable key for a file this owner uploads."""
+    return f"{UPLOADS}/{owner_id}/{uuid.uuid4().hex}"
+
+
+def copy_upload(source: BinaryIO, pending: PendingExport, max_bytes: int) -> int:
+    """Stream `source` into `pending` and make it visible; past `max_bytes` (or on any error)
+    remove what was written. Returns the size."""
+    size = 0
+    try:
+        while chunk := source.read(UPLOAD_CHUNK):
+            size += len(chunk)
+            if size > max_bytes:
+                raise UploadTooLarge(max_bytes)
+            pending.write(chunk)
+        pending.complete()
+        pending.publish()
+    except BaseException:
+        pending.discard()
+        raise
+    return size
 
 
 class PendingExport(Protocol):
@@ -45,6 +78,13 @@ class ExportStore(Protocol):
     def begin(self, key: str, fmt: str) -> PendingExport: ...
 
     def delete(self, key: str) -> None: ...
+
+    def save_upload(self, key: str, source: BinaryIO, max_bytes: int) -> int:
+        """Stream `source` to `key` in chunks and return its size. Past `max_bytes` nothing is
+        kept and UploadTooLarge is raised. The file is complete once this returns."""
+
+    def open_upload(self, key: str) -> BinaryIO:
+        """The stored upload, to read as a stream; UploadMissing when there is none."""
 
     def discard_leftovers(self, owner_id: int, fmt: str, task_id: int) -> int:
         """Delete files that earlier attempts at this task left (none of them has a row)."""

@@ -21,9 +21,11 @@ import os
 import time
 import uuid
 from pathlib import Path
-from typing import IO
+from typing import IO, BinaryIO
 
-from booklogr_tasks.storage.base import PendingExport
+from booklogr_tasks.core.errors import UploadMissing
+from booklogr_tasks.core.models import is_upload_key
+from booklogr_tasks.storage.base import PendingExport, copy_upload
 
 _TEMP_SUFFIX = ".part"
 
@@ -89,6 +91,22 @@ class LocalFolderStore:
 
     def delete(self, key: str) -> None:
         self.path_of(key).unlink(missing_ok=True)
+
+    def save_upload(self, key: str, source: BinaryIO, max_bytes: int) -> int:
+        # Written like an export: under a temporary name, fsynced, then renamed into place.
+        return copy_upload(source, _LocalPending(self.root, self._upload_path(key)), max_bytes)
+
+    def open_upload(self, key: str) -> BinaryIO:
+        try:
+            return open(self.path_of(self._upload_path(key)), "rb")
+        except FileNotFoundError:
+            raise UploadMissing(key) from None
+
+    def _upload_path(self, key: str) -> str:
+        if not is_upload_key(key):
+            raise ValueError(f"not an upload key: {key!r}")
+        self.path_of(key)  # refuses a key that leads outside the folder
+        return key
 
     def discard_leftovers(self, owner_id: int, fmt: str, task_id: int) -> int:
         """Files of earlier attempts at this task that nobody writes any more: `.part` files

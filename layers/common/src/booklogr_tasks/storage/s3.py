@@ -12,15 +12,25 @@ An upload abandoned by a killed worker is cleaned by the next attempt at the sam
 
 from __future__ import annotations
 
+import io
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import boto3
 from botocore.config import Config
 
-from booklogr_tasks.storage.base import CONTENT_TYPES, download_name
+from booklogr_tasks.core.errors import UploadMissing
+from booklogr_tasks.core.models import is_upload_key
+from booklogr_tasks.storage.base import (
+    CONTENT_TYPES,
+    UPLOAD_CHUNK,
+    UPLOAD_CONTENT_TYPE,
+    copy_upload,
+    download_name,
+)
 
 if TYPE_CHECKING:
+    from botocore.response import StreamingBody
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
@@ -51,9 +61,9 @@ def reset_client() -> None:
 
 
 class _S3Pending:
-    def __init__(self, client: S3Client, bucket: str, key: str, fmt: str) -> None:
+    def __init__(self, client: S3Client, bucket: str, key: str, content_type: str) -> None:
         self.client, self.bucket, self.key = client, bucket, key
-        self.content_type = f"{CONTENT_TYPES[fmt]}; charset=utf-8"
+        self.content_type = content_type
         self._buffer = bytearray()
         self._parts: list[CompletedPartTypeDef] = []
         self._upload_id: str | None = None
@@ -122,10 +132,25 @@ class S3ExportStore:
         self.client = client or s3_client()
 
     def begin(self, key: str, fmt: str) -> _S3Pending:
-        return _S3Pending(self.client, self.bucket, key, fmt)
+        content_type = f"{CONTENT_TYPES[fmt]}; charset=utf-8"
+        return _S3Pending(self.client, self.bucket, key, content_type)
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def save_upload(self, key: str, source: BinaryIO, max_bytes: int) -> int:
+        """Sent in parts as it is read (one PutObject when it fits in one part)."""
+        _check_upload_key(key)
+        pending = _S3Pending(self.client, self.bucket, key, UPLOAD_CONTENT_TYPE)
+        return copy_upload(source, pending, max_bytes)
+
+    def open_upload(self, key: str) -> BinaryIO:
+        _check_upload_key(key)
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        except self.client.exceptions.NoSuchKey:
+            raise UploadMissing(key) from None
+        return io.BufferedReader(_BodyReader(body), buffer_size=UPLOAD_CHUNK)
 
     def discard_leftovers(self, owner_id: int, fmt: str, task_id: int) -> int:
         # The trailing dash keeps task 1 from matching task 12's keys.
@@ -165,3 +190,27 @@ class S3ExportStore:
             },
             ExpiresIn=expires,
         )
+
+
+def _check_upload_key(key: str) -> None:
+    if not is_upload_key(key):
+        raise ValueError(f"not an upload key: {key!r}")
+
+
+class _BodyReader(io.RawIOBase):
+    """An S3 object's body as a raw stream, so it can be buffered and decoded like a file."""
+
+    def __init__(self, body: StreamingBody) -> None:
+        self._body = body
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self._body.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._body.close()
+        super().close()

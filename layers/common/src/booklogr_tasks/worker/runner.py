@@ -168,12 +168,14 @@ class Runner:
             published = False
             try:
                 with pooled(self.database_url) as conn:
+                    # Publish first: a long publish (an import's load) must not hold the task
+                    # row's lock, which would stall the heartbeat and the reaper's view of it.
+                    if outcome.publish is not None:
+                        outcome.publish(conn)
                     if not tasks.finish_task(
                         conn, task.id, self.worker, outcome.result, attempt=task.attempts
                     ):
                         raise TaskLost(f"task {task.id} was taken away from this worker")
-                    if outcome.publish is not None:
-                        outcome.publish(conn)
                     published = True
             except psycopg.OperationalError as exc:
                 # Only a connection that broke after the publish step (during COMMIT) may have
@@ -188,6 +190,8 @@ class Runner:
                 if outcome.discard is not None:
                     outcome.discard()
                 raise
+            if outcome.committed is not None:
+                outcome.committed()
         except TaskLost:
             return self._lost(task, lease, started)
         except JobError as exc:
@@ -219,6 +223,8 @@ class Runner:
                 self._fail(task, lease, INTERNAL_ERROR.format(id=task.id), started)
             elif finished == "lost" and outcome.discard is not None:
                 outcome.discard()
+            elif finished == "success" and outcome.committed is not None:
+                outcome.committed()
             # "unknown": the success may have been recorded, so the file is kept; if it was
             # not, the lease expires and the next attempt deletes what this one left.
             self.monitor.drop(lease)
