@@ -17,6 +17,7 @@ from functools import cache
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, Template
+from psycopg.rows import namedtuple_row
 
 from booklogr_tasks.db.pool import Conn
 from booklogr_tasks.jobs.base import JobContext
@@ -51,7 +52,7 @@ SELECT b.*, {NOTES_JSON} AS notes
          ORDER BY grp, finished_key DESC NULLS LAST, title_key, b.title, b.id) b
  ORDER BY b.grp, b.finished_key DESC NULLS LAST, b.title_key, b.title, b.id"""
 BATCH_ROWS = 1000
-FLUSH_BYTES = 64 * 1024
+FLUSH_PIECES = 4096
 
 
 def day(value: datetime | date | None) -> str:
@@ -79,9 +80,10 @@ def write_html(conn: Conn, ctx: JobContext, owner_id: int, sink: PendingExport) 
     summary = summarise(conn, owner_id)
     written = 0
 
-    def books() -> Iterator[dict[str, Any]]:
+    def books() -> Iterator[Any]:
         nonlocal written
-        with conn.cursor(name="html_export") as cur:
+        # Named tuples: the template reads `book.title`, which Jinja tries as an attribute first.
+        with conn.cursor(name="html_export", row_factory=namedtuple_row) as cur:
             cur.itersize = BATCH_ROWS
             cur.execute(BOOKS, {"owner": owner_id})
             for row in cur:
@@ -91,8 +93,8 @@ def write_html(conn: Conn, ctx: JobContext, owner_id: int, sink: PendingExport) 
                     ctx.check_lost()
                     ctx.report_progress(written)
 
-    def groups() -> Iterator[tuple[Group, int, Iterator[dict[str, Any]]]]:
-        for index, rows in itertools.groupby(books(), key=lambda row: int(row["grp"])):
+    def groups() -> Iterator[tuple[Group, int, Iterator[Any]]]:
+        for index, rows in itertools.groupby(books(), key=lambda row: int(row.grp)):
             group = GROUPS[index]
             yield group, summary.count_of(group), rows
 
@@ -103,15 +105,10 @@ def write_html(conn: Conn, ctx: JobContext, owner_id: int, sink: PendingExport) 
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         average=None if summary.average is None else Decimal(round(summary.average, 1)),
     )
-    buffer: list[str] = []
-    size = 0
-    for piece in page:
-        buffer.append(piece)
-        size += len(piece)
-        if size >= FLUSH_BYTES:
-            sink.write("".join(buffer).encode())
-            buffer, size = [], 0
-    sink.write("".join(buffer).encode())
+    # The template yields many small strings; they go to the sink a few thousand at a time
+    # (tens of kB), gathered by islice without a Python-level step per string.
+    while pieces := list(itertools.islice(page, FLUSH_PIECES)):
+        sink.write("".join(pieces).encode())
     return written
 
 
