@@ -15,6 +15,7 @@ from booklogr_tasks.storage import PendingExport, export_key, export_store
 ExportWriter = Callable[[Conn, JobContext, int, PendingExport], int]
 
 COUNT_BOOKS = "SELECT count(*) AS n FROM books WHERE owner_id = %(owner)s"
+CONSISTENT_READ = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 CHECK_EVERY_ROWS = 1000
 
 
@@ -25,6 +26,9 @@ def run_export(ctx: JobContext, payload: ExportPayload, fmt: str, write: ExportW
     with pooled(ctx.settings.database_url) as conn:
         export_id = tasks.reserve_export_id(conn, fmt)
         conn.commit()
+        # One snapshot for the whole file: the count, a report's summary and its book list
+        # agree even while the owner edits books.
+        conn.execute(CONSISTENT_READ)
         key = export_key(owner, fmt, task_id, export_id)
         pending = store.begin(key, fmt)
         try:
