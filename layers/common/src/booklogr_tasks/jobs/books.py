@@ -65,3 +65,9 @@ SELECT s.book_id, max(s.end_date) AS finished_on, count(*) AS reads
   FROM reading_sessions s JOIN books fb ON fb.id = s.book_id
  WHERE fb.owner_id = %(owner)s AND s.status = 'Read' AND s.end_date IS NOT NULL
  GROUP BY s.book_id"""
+
+# The same for one book `b`, as a LATERAL subquery (one index lookup per book, for exports that
+# stream in id order): always one row, finished_on NULL and reads 0 when never finished.
+FINISHED_READS_OF_BOOK = """(
+    SELECT max(s.end_date) AS finished_on, count(*) AS reads FROM reading_sessions s
+     WHERE s.book_id = b.id AND s.status = 'Read' AND s.end_date IS NOT NULL)"""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from booklogr_tasks.db.pool import Conn
 from booklogr_tasks.jobs.base import JobContext
-from booklogr_tasks.jobs.books import FINISHED_READS, neutralised_sql
+from booklogr_tasks.jobs.books import FINISHED_READS_OF_BOOK, neutralised_sql
 from booklogr_tasks.jobs.exports.base import register_export, stream_copy
 from booklogr_tasks.storage import PendingExport
 
@@ -65,14 +65,15 @@ _SHELF = (
 )
 _NOTE = r"""CASE WHEN n.quote_page IS NOT NULL THEN 'p. ' || n.quote_page || ': ' ELSE '' END
             || n.content"""
-# Per book, once: its ISBN without punctuation, its author inverted the way Goodreads writes it
+# Per book, once: when it was last finished and how often (reading history), its ISBN without
+# punctuation, its author inverted the way Goodreads writes it
 # (only a two-word name is swapped, "Jane Austen" → "Austen, Jane"; lists and already-inverted
 # names stay as they are), and its notes: public notes are the review (Goodreads shows a review
 # as HTML, so line breaks become <br/>), the others stay private.
 _PER_BOOK = rf"""
-  LEFT JOIN finished f ON f.book_id = b.id
+  CROSS JOIN LATERAL {FINISHED_READS_OF_BOOK} f
   CROSS JOIN LATERAL (
-      SELECT upper(regexp_replace(b.isbn, '[\s-]', '', 'g')) AS isbn,
+      SELECT upper(translate(b.isbn, E' -\t\n\r', '')) AS isbn,
              CASE WHEN b.author ~ '^\s*\S+\s+\S+\s*$'
                   THEN regexp_replace(btrim(b.author), '^(\S+)\s+(\S+)$', '\2, \1')
                   ELSE b.author END AS author_lf) x
@@ -85,7 +86,6 @@ _PER_BOOK = rf"""
         FROM notes n WHERE n.book_id = b.id) nt"""
 
 GOODREADS_SELECT = f"""
-WITH finished AS ({FINISHED_READS})
 SELECT NULL::text AS "Book Id",
        {neutralised_sql("b.title")} AS "Title",
        {neutralised_sql("b.author")} AS "Author",
@@ -110,7 +110,7 @@ SELECT NULL::text AS "Book Id",
        NULL::text AS "Spoiler",
        {neutralised_sql("nt.private")} AS "Private Notes",
        CASE WHEN b.reading_status = 'Read' THEN greatest(f.reads, 1)
-            ELSE coalesce(f.reads, 0) END AS "Read Count",
+            ELSE f.reads END AS "Read Count",
        0 AS "Owned Copies"
   FROM books b {_PER_BOOK}
  WHERE b.owner_id = %(owner)s
