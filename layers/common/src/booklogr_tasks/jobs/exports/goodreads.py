@@ -5,8 +5,9 @@ Goodreads and The StoryGraph both import this format, so it is how a library mov
 - ISBN / ISBN13 as Goodreads writes them, the formula ="…" (keeps leading zeros in a
   spreadsheet); only ISBN-shaped values (hyphens and spaces dropped) go there, each in the column
   of its length, since importers match books on them;
-- Exclusive Shelf (and Bookshelves) from the reading status: read, currently-reading, to-read,
-  did-not-finish (a custom exclusive shelf, named as StoryGraph names that status);
+- Exclusive Shelf from the reading status: read, currently-reading, to-read, did-not-finish (a
+  custom exclusive shelf, named as StoryGraph names that status); Bookshelves as Goodreads fills
+  it, with the exclusive shelf except `read`;
 - My Rating a whole number of stars, 0 meaning unrated: half up, and under 1 still rates 1;
 - public notes into My Review (line breaks as <br/>), the others into Private Notes;
 - Date Read from BookLogr's finished reading sessions, Date Added from created_on.
@@ -103,7 +104,7 @@ SELECT NULL::text AS "Book Id",
        NULL::text AS "Original Publication Year",
        to_char(f.finished_on, 'YYYY/MM/DD') AS "Date Read",
        to_char(b.created_on, 'YYYY/MM/DD') AS "Date Added",
-       {_SHELF} AS "Bookshelves",
+       nullif({_SHELF}, 'read') AS "Bookshelves",
        NULL::text AS "Bookshelves with positions",
        {_SHELF} AS "Exclusive Shelf",
        {neutralised_sql("nt.review")} AS "My Review",
