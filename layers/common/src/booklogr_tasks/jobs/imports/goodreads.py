@@ -4,7 +4,6 @@ Mapped: Title; Author (+ Additional Authors); ISBN13, else ISBN (both written as
 My Rating (0 = not rated); Number of Pages; Exclusive Shelf → reading status as BookLogr maps it;
 Date Added → when the book was added; My Review and Private Notes → notes on the book, dated
 Date Read when there is one. Columns BookLogr has no place for (publisher, shelves, …) are left out.
-Title and Author lose the apostrophe goodreads_export puts before a formula-looking value.
 """
 
 from __future__ import annotations
@@ -82,6 +81,7 @@ def author(record: Record) -> str | None:
 
 
 def convert(record: Record, remarks: Remarks) -> BookIn:
+    # Title and Author lose the apostrophe goodreads_export puts before a formula-looking value.
     title = unneutralise(record.get("Title").strip())
     if not title:
         raise RowInvalid("Title is empty")
