@@ -13,13 +13,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
-CONTENT_TYPES = {
-    "csv": "text/csv",
-    "html": "text/html",
-    "json": "application/json",
-    "goodreads": "text/csv",
-}
-# A format whose files are not named after it: Goodreads' library export is a .csv file.
+CONTENT_TYPES = {"csv": "text/csv", "html": "text/html", "json": "application/json"}
+
+
+# A format whose files are not named after it: Goodreads' library export is a CSV file.
+CONTENT_TYPES["goodreads"] = "text/csv"
 FILE_EXTENSIONS = {"goodreads": "csv"}
 
 
