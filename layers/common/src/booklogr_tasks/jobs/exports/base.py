@@ -26,12 +26,12 @@ def run_export(ctx: JobContext, payload: ExportPayload, fmt: str, write: ExportW
     with pooled(ctx.settings.database_url) as conn:
         export_id = tasks.reserve_export_id(conn, fmt)
         conn.commit()
-        # One snapshot for the whole file: the count, a report's summary and its book list
-        # agree even while the owner edits books.
-        conn.execute(CONSISTENT_READ)
         key = export_key(owner, fmt, task_id, export_id)
         pending = store.begin(key, fmt)
         try:
+            # One snapshot for the whole file: the count, a report's summary and its book list
+            # agree even while the owner edits books.
+            conn.execute(CONSISTENT_READ)
             total = conn.execute(COUNT_BOOKS, {"owner": owner}).fetchone()
             ctx.report_progress(0, int(total["n"]) if total else None)
             books = write(conn, ctx, owner, pending)
