@@ -37,3 +37,8 @@ bench-quick: install
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+
+# The headless browser for the HTML report's browser test (Debian's chromium; installs as root).
+.PHONY: chromium
+chromium:
+	sh tests/browser/install-chromium.sh

@@ -3,7 +3,8 @@
 Task time: from the task's commit until a client polling every 5 ms sees it succeed (pickup,
 the export, its fsync and the publishing transaction). Baseline: `COPY (COPY_CSV) TO STDOUT`
 — the very query csv_export runs — streamed into a file and fsynced, in this process: the time
-PostgreSQL takes to produce the rows. HTML and JSON exports are timed against the same baseline.
+PostgreSQL takes to produce the rows. HTML (the reading report), JSON and Goodreads exports are
+timed against the same baseline.
 
 Memory: one listener process per format; its peak RSS (VmHWM) after a tiny warm-up export is the
 base, and the growth over it after each big export is what the target bounds.
@@ -27,29 +28,37 @@ TITLE = "Exports vs COPY of the same query"
 OWNER = 1
 BIG_OWNER = 2
 TINY_OWNER = 3
-FORMATS = ("csv", "html", "json")
+FORMATS = ("csv", "html", "json", "goodreads")
 TIME_TARGET = 1.3
 RSS_TARGET_MB = 50
 
 SEED_BOOKS = """
 INSERT INTO books (title, isbn, description, author, reading_status, current_page, total_pages,
-                   rating, owner_id)
+                   rating, owner_id, created_on)
 SELECT 'Book ' || g || ', volume ' || (g %% 7), lpad(g::text, 13, '9780'),
        CASE WHEN g %% 3 = 0 THEN 'A description, with "quotes"' || chr(10) || 'and two lines' END,
        'Author ' || (g %% 1000),
        (ARRAY['Read', 'Currently reading', 'To be read', 'Did not finish'])[g %% 4 + 1],
-       g %% 300, 300 + g %% 200, CASE WHEN g %% 5 > 0 THEN (g %% 5)::numeric END, %(owner)s
+       g %% 300, 300 + g %% 200, CASE WHEN g %% 5 > 0 THEN (g %% 5)::numeric END, %(owner)s,
+       timestamp '2015-01-01' + g * interval '7 minutes'
   FROM generate_series(1, %(n)s) AS g"""
 SEED_NOTES = """
-INSERT INTO notes (book_id, content, quote_page)
-SELECT id, 'A note on ' || title || ', with "quotes"', id %% 300
+INSERT INTO notes (book_id, content, quote_page, visibility)
+SELECT id, 'A note on ' || title || ', with "quotes"', id %% 300,
+       CASE WHEN id %% 3 = 0 THEN 'public' ELSE 'hidden' END
   FROM books WHERE owner_id = %(owner)s AND id %% 2 = 0"""
+# Two thirds of the read books were finished in BookLogr (the report's years, Date Read).
+SEED_SESSIONS = """
+INSERT INTO reading_sessions (book_id, status, start_date, end_date)
+SELECT id, 'Read', created_on, created_on + interval '20 days'
+  FROM books WHERE owner_id = %(owner)s AND reading_status = 'Read' AND id %% 3 > 0"""
 
 
 def seed(conn: psycopg.Connection[tuple[object, ...]], owner: int, n: int) -> None:
     conn.execute(SEED_BOOKS, {"owner": owner, "n": n})
     conn.execute(SEED_NOTES, {"owner": owner})
-    conn.execute("VACUUM ANALYZE books, notes")
+    conn.execute(SEED_SESSIONS, {"owner": owner})
+    conn.execute("VACUUM ANALYZE books, notes, reading_sessions")
 
 
 def copy_to_file(url: str, owner: int, path: Path) -> float:

@@ -18,9 +18,9 @@ from tests.api.support import bearer
 from tests.helpers import insert_task, seed_books
 
 
-def run_export(conn: Any, owner: int) -> dict[str, Any]:
-    """A finished csv_export of `owner`, made by the real runner; returns the task's result."""
-    task_id = insert_task(conn, "csv_export", {"owner_id": owner}, owner)
+def run_export(conn: Any, owner: int, task_type: str = "csv_export") -> dict[str, Any]:
+    """A finished export of `owner`, made by the real runner; returns the task's result."""
+    task_id = insert_task(conn, task_type, {"owner_id": owner}, owner)
     assert Runner(get_settings(), "test-worker").run_by_id(task_id) == "success"
     row = conn.execute(
         "SELECT r.result FROM task_results r WHERE r.task_id = %s", (task_id,)
@@ -70,6 +70,49 @@ def test_download_is_the_file_as_an_attachment(client: Any, conn: Any, export_fo
         f'attachment; filename="booklogr-export-{export["export_id"]}.csv"'
     )
     assert response.body == (export_folder / stored).read_bytes()
+
+
+def test_every_format_is_listed_and_downloads_with_its_type(client: Any, conn: Any) -> None:
+    from booklogr_tasks.db.queries import EXPORT_TABLES
+    from booklogr_tasks.http.routes import openapi_document
+
+    seed_books(conn, owner_id=5, count=2)
+    kinds = {
+        "csv": ("text/csv", ".csv"),
+        "html": ("text/html", ".html"),
+        "json": ("application/json", ".json"),
+        "goodreads": ("text/csv", ".goodreads.csv"),
+    }
+    assert set(kinds) == set(EXPORT_TABLES)
+    made = {fmt: run_export(conn, 5, f"{fmt}_export") for fmt in kinds}
+
+    items = json.loads(client.get("/v1/exports", headers=bearer(5)).body)["items"]
+    assert {i["format"]: i["id"] for i in items} == {f: e["export_id"] for f, e in made.items()}
+    for item in items:
+        content_type, suffix = kinds[item["format"]]
+        assert item["filename"] == f"booklogr-export-{item['id']}{suffix}"
+        response = client.get(item["download"], headers=bearer(5))
+        assert response.status_code == 200
+        assert response.headers["Content-Type"] == f"{content_type}; charset=utf-8"
+        assert (
+            response.headers["Content-Disposition"] == f'attachment; filename="{item["filename"]}"'
+        )
+    assert (
+        made["goodreads"]["download"] == f"/v1/exports/goodreads/{made['goodreads']['export_id']}"
+    )
+    assert client.get(made["goodreads"]["download"], headers=bearer(6)).status_code == 404
+
+    # The document names exactly the formats there are.
+    doc = openapi_document()
+    (param,) = [
+        p
+        for p in doc["paths"]["/v1/exports/{format}/{id}"]["get"]["parameters"]
+        if p["name"] == "format"
+    ]
+    assert param["schema"]["enum"] == list(EXPORT_TABLES)
+    assert doc["components"]["schemas"]["Export"]["properties"]["format"]["enum"] == list(
+        EXPORT_TABLES
+    )
 
 
 def test_another_users_or_an_absent_export_is_404(client: Any, conn: Any) -> None:

@@ -208,6 +208,7 @@ TASK_DATA: dict[str, dict[str, object]] = {
     "csv_export": {},
     "html_export": {},
     "json_export": {},
+    "goodreads_export": {},
     "booklogr_csv_import": {
         "csv": _csv(
             "title,isbn,description,reading_status,current_page,total_pages,author,rating,notes",

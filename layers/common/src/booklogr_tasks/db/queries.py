@@ -216,7 +216,12 @@ SELECT {TASK_COLUMNS} FROM tasks
 
 # --- export tables: one per format, all of one shape -------------------------------------------
 
-EXPORT_TABLES: dict[str, str] = {"csv": "csv_export", "html": "html_export", "json": "json_export"}
+EXPORT_TABLES: dict[str, str] = {
+    "csv": "csv_export",
+    "html": "html_export",
+    "json": "json_export",
+    "goodreads": "goodreads_export",
+}
 
 # Export ids are reserved before the file is written so its name can carry the id; the row
 # itself is only inserted, with that id, in the transaction that marks the task a success.

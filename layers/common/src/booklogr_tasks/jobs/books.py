@@ -29,13 +29,15 @@ NOTES_JSON = """coalesce((
       FROM notes n WHERE n.book_id = b.id), '[]'::json)"""
 
 
-def neutralised(column: str) -> str:
-    """SQL for a text column with formula-leading values neutralised."""
+def neutralised_sql(expression: str) -> str:
+    """SQL for a text expression whose value is neutralised when it starts like a formula."""
     pattern = FORMULA_PATTERN.replace("'", "''")
-    return (
-        f"CASE WHEN b.{column} ~ '{pattern}' THEN '''' || b.{column} "
-        f"ELSE b.{column} END AS {column}"
-    )
+    return f"CASE WHEN {expression} ~ '{pattern}' THEN '''' || {expression} ELSE {expression} END"
+
+
+def neutralised(column: str) -> str:
+    """SQL for a text column of books with formula-leading values neutralised."""
+    return f"{neutralised_sql(f'b.{column}')} AS {column}"
 
 
 def csv_select() -> str:
@@ -54,3 +56,18 @@ def unneutralise(value: str) -> str:
         if stripped and stripped[0] in "-=+@\t\r":
             return value[1:]
     return value
+
+
+# Per book of %(owner)s that BookLogr's reading history shows as finished: when it was last
+# finished and how many times (sessions closed as Read). Books never finished there have no row.
+FINISHED_READS = """
+SELECT s.book_id, max(s.end_date) AS finished_on, count(*) AS reads
+  FROM reading_sessions s JOIN books fb ON fb.id = s.book_id
+ WHERE fb.owner_id = %(owner)s AND s.status = 'Read' AND s.end_date IS NOT NULL
+ GROUP BY s.book_id"""
+
+# The same for one book `b`, as a LATERAL subquery (one index lookup per book, for exports that
+# stream in id order): always one row, finished_on NULL and reads 0 when never finished.
+FINISHED_READS_OF_BOOK = """(
+    SELECT max(s.end_date) AS finished_on, count(*) AS reads FROM reading_sessions s
+     WHERE s.book_id = b.id AND s.status = 'Read' AND s.end_date IS NOT NULL)"""

@@ -26,12 +26,25 @@ UPLOAD_CONTENT_TYPE = "application/octet-stream"
 UPLOAD_CHUNK = 1024 * 1024
 
 
+# A format whose files are not named after it: Goodreads' library export is a CSV file.
+CONTENT_TYPES["goodreads"] = "text/csv"
+FILE_EXTENSIONS = {"goodreads": "csv"}
+
+
+def file_extension(fmt: str) -> str:
+    """The extension (without the dot) of a file of this export format."""
+    return FILE_EXTENSIONS.get(fmt, fmt)
+
+
 def export_key(owner_id: int, fmt: str, task_id: int, export_id: int) -> str:
-    return f"{owner_id}/{fmt}-{task_id}-{export_id}.{fmt}"
+    return f"{owner_id}/{fmt}-{task_id}-{export_id}.{file_extension(fmt)}"
 
 
 def download_name(fmt: str, export_id: int) -> str:
-    return f"booklogr-export-{export_id}.{fmt}"
+    """booklogr-export-7.csv; a format named apart from its extension says which it is:
+    booklogr-export-7.goodreads.csv."""
+    kind = "" if file_extension(fmt) == fmt else f".{fmt}"
+    return f"booklogr-export-{export_id}{kind}.{file_extension(fmt)}"
 
 
 def upload_key(owner_id: int) -> str:

@@ -15,6 +15,8 @@ from booklogr_tasks.storage import PendingExport, export_key, export_store
 ExportWriter = Callable[[Conn, JobContext, int, PendingExport], int]
 
 COUNT_BOOKS = "SELECT count(*) AS n FROM books WHERE owner_id = %(owner)s"
+CONSISTENT_READ = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+CHECK_EVERY_ROWS = 1000
 
 
 def run_export(ctx: JobContext, payload: ExportPayload, fmt: str, write: ExportWriter) -> Outcome:
@@ -27,6 +29,9 @@ def run_export(ctx: JobContext, payload: ExportPayload, fmt: str, write: ExportW
         key = export_key(owner, fmt, task_id, export_id)
         pending = store.begin(key, fmt)
         try:
+            # One snapshot for the whole file: the count, a report's summary and its book list
+            # agree even while the owner edits books.
+            conn.execute(CONSISTENT_READ)
             total = conn.execute(COUNT_BOOKS, {"owner": owner}).fetchone()
             ctx.report_progress(0, int(total["n"]) if total else None)
             books = write(conn, ctx, owner, pending)
@@ -54,6 +59,20 @@ def run_export(ctx: JobContext, payload: ExportPayload, fmt: str, write: ExportW
         discard=pending.discard,
         light_publish=True,
     )
+
+
+def stream_copy(conn: Conn, ctx: JobContext, owner_id: int, sink: PendingExport, copy: str) -> int:
+    """Move the bytes of `COPY (…) TO STDOUT WITH (FORMAT csv, HEADER true)` into `sink`: the
+    server formats every row (RFC 4180 quoting, UTF-8). Returns the number of data rows."""
+    rows = -1  # the header is the first chunk
+    with conn.cursor() as cur, cur.copy(copy, {"owner": owner_id}) as stream:
+        for chunk in stream:  # one chunk per row
+            sink.write(chunk)
+            rows += 1
+            if rows % CHECK_EVERY_ROWS == 0:
+                ctx.check_lost()
+                ctx.report_progress(rows)
+    return max(rows, 0)
 
 
 def register_export(task_type: str, fmt: str, write: ExportWriter, summary: str) -> JobSpec[Any]:

@@ -5,24 +5,15 @@ from __future__ import annotations
 from booklogr_tasks.db.pool import Conn
 from booklogr_tasks.jobs.base import JobContext
 from booklogr_tasks.jobs.books import csv_select
-from booklogr_tasks.jobs.exports.base import register_export
+from booklogr_tasks.jobs.exports.base import register_export, stream_copy
 from booklogr_tasks.storage import PendingExport
 
 # The server formats every row (RFC 4180 quoting, UTF-8); Python only moves the bytes along.
 COPY_CSV = f"COPY ({csv_select()}) TO STDOUT WITH (FORMAT csv, HEADER true, ENCODING 'UTF8')"
-CHECK_EVERY_ROWS = 1000
 
 
 def write_csv(conn: Conn, ctx: JobContext, owner_id: int, sink: PendingExport) -> int:
-    rows = -1  # the header is the first chunk
-    with conn.cursor() as cur, cur.copy(COPY_CSV, {"owner": owner_id}) as copy:
-        for chunk in copy:  # one chunk per row
-            sink.write(chunk)
-            rows += 1
-            if rows % CHECK_EVERY_ROWS == 0:
-                ctx.check_lost()
-                ctx.report_progress(rows)
-    return max(rows, 0)
+    return stream_copy(conn, ctx, owner_id, sink, COPY_CSV)
 
 
 SPEC = register_export(

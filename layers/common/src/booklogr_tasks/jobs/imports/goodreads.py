@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 from booklogr_tasks.core.errors import RowInvalid
+from booklogr_tasks.jobs.books import unneutralise
 from booklogr_tasks.jobs.imports.base import (
     BookIn,
     ImportFormat,
@@ -75,13 +76,14 @@ def reading_status(record: Record, remarks: Remarks) -> str:
 
 
 def author(record: Record) -> str | None:
-    names = [record.get("Author").strip()]
+    names = [unneutralise(record.get("Author").strip())]
     names += [n.strip() for n in record.get("Additional Authors").split(",")]
     return ", ".join(n for n in names if n) or None
 
 
 def convert(record: Record, remarks: Remarks) -> BookIn:
-    title = record.get("Title").strip()
+    # Title and Author lose the apostrophe goodreads_export puts before a formula-looking value.
+    title = unneutralise(record.get("Title").strip())
     if not title:
         raise RowInvalid("Title is empty")
     pages = whole_number(record.get("Number of Pages"), "Number of Pages")
