@@ -24,8 +24,9 @@ def run_export(ctx: JobContext, payload: ExportPayload, fmt: str, write: ExportW
     owner, task_id = payload.owner_id, ctx.task.id
     store.discard_leftovers(owner, fmt, task_id)
     with pooled(ctx.settings.database_url) as conn:
-        # nextval is not transactional: the id is reserved without a commit of its own.
         export_id = tasks.reserve_export_id(conn, fmt)
+        # The read below is a transaction of its own (a read-only snapshot cannot reserve ids).
+        conn.commit()
         key = export_key(owner, fmt, task_id, export_id)
         pending = store.begin(key, fmt)
         try:
