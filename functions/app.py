@@ -7,6 +7,7 @@ its typed error) to a response. All logic, SQL and AWS calls live in the package
 from __future__ import annotations
 
 import functools
+import io
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from booklogr_tasks.core.errors import ApiError
 from booklogr_tasks.core.observability import logger, tracer
 from booklogr_tasks.core.settings import Settings, get_settings
+from booklogr_tasks.http import files
 from booklogr_tasks.http import routes as api
 from booklogr_tasks.http.auth import authenticate
 from booklogr_tasks.jobs import REGISTRY
@@ -26,6 +28,8 @@ from pydantic import BaseModel
 # not reconfigure that logger (it would set it to ERROR and add a plain-text handler). Debug
 # stays off (the default; its setter would reset the level too): no traceback reaches a client.
 app = Chalice(app_name="booklogr-tasks", configure_logs=False)
+# Uploads (POST /v1/files) hold files: API Gateway must pass them through as bytes.
+app.api.binary_types.append("multipart/form-data")
 
 View = Callable[..., Response]
 
@@ -172,7 +176,49 @@ def list_exports() -> Response:
 @handled
 def download_export(format: str, id: str) -> Response:
     settings, user = _caller()
-    found = api.open_export(settings, user, format, id)
+    return _download(api.open_export(settings, user, format, id))
+
+
+# BookLogr's own file routes (its web app lists, downloads and uploads through them).
+@app.route("/v1/files", methods=["GET"])
+@handled
+def list_files() -> Response:
+    settings, user = _caller()
+    listed = [f.model_dump(mode="json") for f in files.list_files(settings, user)]
+    return Response(body=listed, status_code=200)
+
+
+@app.route("/v1/files/{filename}", methods=["GET"])
+@handled
+def download_file(filename: str) -> Response:
+    settings, user = _caller()
+    return _download(files.open_file(settings, user, filename))
+
+
+@app.route("/v1/files", methods=["POST"], content_types=["multipart/form-data"])
+@handled
+def upload_file() -> Response:
+    settings, user = _caller()
+    request = _request()
+    answer = files.upload_import(
+        settings,
+        user,
+        request.headers.get("content-type"),
+        request.headers.get("content-length"),
+        io.BytesIO(request.raw_body),
+    )
+    if answer.finished:
+        return _json(200, answer)
+    return _json(
+        202,
+        answer,
+        Location=f"/v1/tasks/{answer.task_id}",
+        **{"Retry-After": str(api.RETRY_AFTER_SECONDS)},
+    )
+
+
+def _download(found: api.ExportFile | api.ExportLink) -> Response:
+    """A stored file as an attachment, or (S3) a redirect to a short-lived link to it."""
     if isinstance(found, api.ExportLink):
         return Response(body="", status_code=302, headers={"Location": found.url})
     return Response(

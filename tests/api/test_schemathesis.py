@@ -73,6 +73,8 @@ def api_url(
         "EXPORT_FOLDER": str(folder / "exports"),
         "AUTH_SECRET_KEY": SECRET,
         "SINGLE_USER_MODE": "false",
+        # Uploads answer 202 at once: no listener runs here, nothing would finish the import.
+        "UPLOAD_WAIT_SECONDS": "0",
     }
     env.pop("EXPORT_BUCKET", None)
     port = free_port()
@@ -96,7 +98,12 @@ def _assert_authenticated_requests_succeeded(log: str) -> None:
         if line.startswith("{") and '"message":"request"' in line:
             entry = json.loads(line)
             seen.add((entry["route"], entry["status"]))
-    for expected in [("POST /v1/tasks", 202), ("GET /v1/tasks", 200), ("GET /v1/exports", 200)]:
+    for expected in [
+        ("POST /v1/tasks", 202),
+        ("GET /v1/tasks", 200),
+        ("GET /v1/exports", 200),
+        ("GET /v1/files", 200),
+    ]:
         assert expected in seen, f"no {expected} in the run: {sorted(seen)}"
 
 

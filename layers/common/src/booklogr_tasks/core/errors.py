@@ -35,6 +35,14 @@ class Unauthorized(ApiError):
         super().__init__(message, {"WWW-Authenticate": 'Bearer realm="booklogr-tasks"'})
 
 
+class TokenExpired(Unauthorized):
+    """BookLogr's web app refreshes its token only on a 401 whose `msg` is exactly this
+    (flask-jwt-extended's own body); any other 401 ends the user's action with an error."""
+
+    def body(self) -> dict[str, str]:
+        return {**super().body(), "msg": "Token has expired"}
+
+
 class NotFound(ApiError):
     status, code = 404, "not_found"
 
@@ -61,6 +69,12 @@ class UnknownTaskType(ApiError):
 
 class InvalidField(ApiError):
     status, code = 422, "invalid"
+
+
+class ImportFailed(ApiError):
+    """An uploaded file's import ended in failure; the message is the import's own error."""
+
+    status, code = 422, "import_failed"
 
 
 class Misconfigured(ApiError):

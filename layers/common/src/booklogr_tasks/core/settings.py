@@ -34,6 +34,10 @@ class Settings(BaseModel):
     task_sweep_seconds: float = Field(5.0, gt=0)
     # Requests larger than this are refused with 413 before their body is parsed.
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0)
+    # An import uploaded to POST /v1/files: its file's size limit (enforced while reading), and
+    # how long the request waits for the import to finish before answering 202 instead of 200.
+    max_upload_bytes: int = Field(32 * 1024 * 1024, gt=0)
+    upload_wait_seconds: float = Field(5.0, ge=0)
     # Lifetime of a presigned S3 download link.
     download_url_seconds: int = Field(300, gt=0)
     # Lambda function names: "<prefix><task type>" unless TASK_FUNCTION_<TYPE> overrides one.

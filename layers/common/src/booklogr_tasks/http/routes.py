@@ -30,7 +30,7 @@ from booklogr_tasks.core.errors import (
     Unavailable,
     UnknownTaskType,
 )
-from booklogr_tasks.core.models import FINISHED, TaskReport, TaskStatus
+from booklogr_tasks.core.models import FINISHED, ExportRecord, TaskReport, TaskStatus
 from booklogr_tasks.core.observability import NAMESPACE, SERVICE, MetricUnit, logger
 from booklogr_tasks.core.settings import Settings
 from booklogr_tasks.db import tasks
@@ -46,6 +46,14 @@ RETRY_AFTER_SECONDS = 2
 MAX_PAGE = 100
 DEFAULT_TASK_PAGE = 50
 _MAX_ID = 2**63 - 1  # ids are bigint
+# POST /v1/files: the web app's `type` values (BookLogr's own `csv` and `goodreads`) and this
+# service's other formats, to the import task that reads them (used where it is registered).
+UPLOAD_IMPORT_TYPES = {
+    "csv": "booklogr_csv_import",
+    "goodreads": "goodreads_import",
+    "storygraph": "storygraph_import",
+    "calibre": "calibre_import",
+}
 _ID_TEXT = re.compile(r"[0-9]{1,19}")
 
 
@@ -133,12 +141,17 @@ def create_task_request(
     settings: Settings, owner_id: int, body: bytes, content_length: str | None
 ) -> Accepted:
     request = _parse_create_body(body, content_length, settings.max_body_bytes)
-    spec = get_spec(request.type)
+    return create_task(settings, owner_id, request.type, request.data)
+
+
+def create_task(settings: Settings, owner_id: int, task_type: str, data: Any) -> Accepted:
+    """Validate `data` for the type (owner_id is the caller) and insert the task."""
+    spec = get_spec(task_type)
     if spec is None:
         raise UnknownTaskType(
-            f"unknown task type {_short(request.type)}; known types: {', '.join(known_types())}"
+            f"unknown task type {_short(task_type)}; known types: {', '.join(known_types())}"
         )
-    payload = _validated_payload(spec, request.data, owner_id)
+    payload = _validated_payload(spec, data, owner_id)
     with _connection(settings) as conn:
         task = tasks.create_task(conn, spec.task_type, payload.model_dump_json(), owner_id)
     logger.info(
@@ -220,6 +233,13 @@ def open_export(
             record = tasks.get_export(conn, fmt, eid, owner_id)
         except TaskNotFound:
             raise NotFound(f"there is no {_short(fmt)} export {_short(export_id)}") from None
+    return stored_export(settings, record, download_name(record.format, record.id))
+
+
+def stored_export(
+    settings: Settings, record: ExportRecord, download_as: str
+) -> ExportFile | ExportLink:
+    """A recorded export's file (local folder) or a short-lived link to it (S3)."""
     if settings.export_bucket:
         from booklogr_tasks.storage.s3 import S3ExportStore
 
@@ -227,19 +247,26 @@ def open_export(
             record.filename, record.format, record.id, settings.download_url_seconds
         )
         return ExportLink(url=url)
-    # The path comes from the database row, never from the request.
-    try:
-        body = LocalFolderStore(settings.export_folder).path_of(record.filename).read_bytes()
-    except (OSError, ValueError) as exc:
-        logger.warning(
-            "export file missing", extra={"export_id": record.id, "format": fmt, "error": str(exc)}
-        )
-        raise NotFound(f"the file of {fmt} export {record.id} is no longer available") from None
-    return ExportFile(
-        filename=download_name(record.format, record.id),
-        content_type=f"{CONTENT_TYPES[record.format]}; charset=utf-8",
-        body=body,
+    return local_file(
+        settings,
+        record.filename,
+        download_as,
+        f"{CONTENT_TYPES[record.format]}; charset=utf-8",
+        f"the file of {record.format} export {record.id}",
     )
+
+
+def local_file(
+    settings: Settings, key: str, download_as: str, content_type: str, what: str
+) -> ExportFile:
+    """A file of the local export folder; NotFound naming `what` when it is gone."""
+    # The key comes from a database row, never from the request alone.
+    try:
+        body = LocalFolderStore(settings.export_folder).path_of(key).read_bytes()
+    except (OSError, ValueError) as exc:
+        logger.warning("export file missing", extra={"key": key, "error": str(exc)})
+        raise NotFound(f"{what} is no longer available") from None
+    return ExportFile(filename=download_as, content_type=content_type, body=body)
 
 
 def health(settings: Settings) -> dict[str, str]:
@@ -265,10 +292,16 @@ def openapi_document() -> dict[str, Any]:
     doc: dict[str, Any] = json.loads(text)
     schemas = doc["components"]["schemas"]
     schemas["TaskType"]["enum"] = known_types()
+    schemas["ImportUpload"]["properties"]["type"]["enum"] = upload_types()
     schemas["CreateTask"] = {
         "oneOf": [_create_variant(spec, schemas) for _, spec in sorted(REGISTRY.items())]
     }
     return doc
+
+
+def upload_types() -> list[str]:
+    """The `type` values of POST /v1/files whose import this deployment has."""
+    return [name for name, task_type in UPLOAD_IMPORT_TYPES.items() if task_type in REGISTRY]
 
 
 def _create_variant(spec: JobSpec[Any], schemas: dict[str, Any]) -> dict[str, Any]:
@@ -306,6 +339,10 @@ def _connection(settings: Settings) -> Iterator[Conn]:
     except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
         logger.warning("database unavailable", extra={"error": str(exc)})
         raise Unavailable("the database is not answering; try again shortly") from None
+
+
+# For the other route modules (files, auth): the same 503 for a database that does not answer.
+connection = _connection
 
 
 def _parse_create_body(body: bytes, content_length: str | None, limit: int) -> CreateTaskBody:
@@ -411,20 +448,26 @@ def count(metric: str, **dimensions: str) -> None:
 
 __all__ = [
     "RETRY_AFTER_SECONDS",
+    "UPLOAD_IMPORT_TYPES",
     "Accepted",
     "ExportFile",
     "ExportLink",
     "ExportList",
     "TaskPage",
     "TaskView",
+    "connection",
     "count",
+    "create_task",
     "create_task_request",
     "health",
     "invocation_task_id",
     "list_exports",
     "list_tasks",
+    "local_file",
     "open_export",
     "openapi_document",
     "retry",
+    "stored_export",
     "task_status",
+    "upload_types",
 ]

@@ -13,7 +13,12 @@ from typing import IO, BinaryIO
 
 from booklogr_tasks.core.errors import UploadMissing
 from booklogr_tasks.core.models import is_upload_key
-from booklogr_tasks.storage.base import PendingExport, copy_upload
+from booklogr_tasks.storage.base import (
+    PendingExport,
+    copy_upload,
+    legacy_task_prefix,
+    task_prefix,
+)
 
 _TEMP_SUFFIX = ".part"
 
@@ -87,21 +92,21 @@ class LocalFolderStore:
         return key
 
     def discard_leftovers(self, owner_id: int, fmt: str, task_id: int) -> int:
-        folder = self.root / str(owner_id)
-        if not folder.is_dir():
+        if not self.root.is_dir():
             return 0
         removed = 0
-        for path in folder.glob(f"{fmt}-{task_id}-*"):
-            path.unlink(missing_ok=True)
-            removed += 1
+        for prefix in (task_prefix(fmt, task_id), legacy_task_prefix(owner_id, fmt, task_id)):
+            for path in self.root.glob(f"{prefix}*"):
+                path.unlink(missing_ok=True)
+                removed += 1
         return removed
 
     def list_keys(self) -> list[str]:
+        """This service's exports (BookLogr's own files in a shared folder are not listed)."""
         if not self.root.is_dir():
             return []
-        return sorted(
-            str(path.relative_to(self.root)) for path in self.root.glob("*/*") if path.is_file()
-        )
+        found = [*self.root.glob("export_*-*-*"), *self.root.glob("*/*")]
+        return sorted(str(path.relative_to(self.root)) for path in found if path.is_file())
 
 
 def _fsync_dir(folder: Path) -> None:
