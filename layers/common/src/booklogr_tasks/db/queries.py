@@ -252,7 +252,7 @@ def expire_exports(table: str) -> sql.Composed:
 # BookLogr stores naive UTC timestamps and lists files newest first (its web app appends "Z").
 LIST_OWN_FILES: LiteralString = """
 SELECT id, filename, created_at FROM files
- WHERE owner_id = %(owner)s
+ WHERE owner_id = %(owner)s AND filename IS NOT NULL
  ORDER BY created_at DESC NULLS LAST, id DESC"""
 
 GET_OWN_FILE: LiteralString = """

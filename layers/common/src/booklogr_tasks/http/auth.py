@@ -71,7 +71,9 @@ def authenticate(authorization: str | None, settings: Settings) -> int:
     if type(user_id) is not int or not 1 <= user_id <= _MAX_USER_ID:
         raise Unauthorized("the token's `id` claim must be a positive integer user id")
     jti = claims.get("jti")
-    if jti is not None and (not isinstance(jti, str) or _revoked(settings, jti)):
+    if jti is not None and not isinstance(jti, str):
+        raise Unauthorized("the token's `jti` claim must be text")
+    if jti is not None and _revoked(settings, jti):
         raise Unauthorized("the token has been revoked (signed out); sign in again")
     return user_id
 
