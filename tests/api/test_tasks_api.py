@@ -10,6 +10,7 @@ from booklogr_tasks.core.models import ImportPayload
 from booklogr_tasks.core.settings import get_settings
 from booklogr_tasks.db import tasks
 from booklogr_tasks.jobs import REGISTRY, JobSpec, Outcome, known_types
+from booklogr_tasks.storage import export_store
 
 from tests.api.support import bearer
 from tests.helpers import insert_task, task_row
@@ -127,14 +128,19 @@ def test_payload_model_of_the_type_validates_data(
     monkeypatch.setitem(REGISTRY, "test_import", spec)
 
     missing = error_of(post_task(client, {"type": "test_import", "data": {}}), 422)
-    assert "data.csv" in missing["message"]
+    assert "exactly one of csv" in missing["message"]
     wrong = error_of(post_task(client, {"type": "test_import", "data": {"csv": 3}}), 422)
     assert "data.csv" in wrong["message"]
 
     ok = post_task(client, {"type": "test_import", "data": {"csv": "title\nA"}})
     assert ok.status_code == 202
     row = task_row(conn, json.loads(ok.body)["task_id"])
-    assert json.loads(row["data"]) == {"owner_id": 5, "csv": "title\nA", "allow_duplicates": False}
+    # The file's text is stored as an upload; the task names it.
+    data = json.loads(row["data"])
+    assert data == {"owner_id": 5, "csv": None, "file": data["file"], "allow_duplicates": False}
+    assert data["file"].startswith("uploads/5/")
+    with export_store(get_settings()).open_upload(data["file"]) as stored:
+        assert stored.read() == b"title\nA"
 
 
 @pytest.mark.parametrize(

@@ -381,11 +381,15 @@ def test_duplicates_are_skipped_by_default(settings: Settings, conn: Any) -> Non
     _own_one(conn)
     report = run_import(settings, conn, "storygraph_import", _dupe_file())
     assert report["status"] == "success", report["error"]
-    assert report["result"]["imported"] == 3
-    assert report["result"]["skipped_duplicates"] == 2
-    assert report["result"]["duplicate_rows"] == [2, 4]
+    assert report["result"]["imported"] == 2
+    assert report["result"]["skipped_duplicates"] == 3
+    assert report["result"]["duplicate_rows"] == [
+        {"row": 2, "reason": "already in your library (the same ISBN)"},
+        {"row": 4, "reason": "the same ISBN as row 3"},
+        {"row": 6, "reason": "the same title and author as row 5"},
+    ]
     titles = [b["title"] for b in books_of(conn, 5)]
-    assert titles == ["Mine", "New", "No ISBN", "No ISBN"]  # books without ISBN are all kept
+    assert titles == ["Mine", "New", "No ISBN"]
 
 
 def test_duplicates_are_imported_when_allowed(settings: Settings, conn: Any) -> None:
@@ -393,6 +397,7 @@ def test_duplicates_are_imported_when_allowed(settings: Settings, conn: Any) -> 
     report = run_import(settings, conn, "storygraph_import", _dupe_file(), allow=True)
     assert report["status"] == "success", report["error"]
     assert report["result"]["imported"] == 5 and report["result"]["skipped_duplicates"] == 0
+    assert report["result"]["duplicate_rows"] == []
     assert len(books_of(conn, 5)) == 6
 
 

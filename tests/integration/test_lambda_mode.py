@@ -204,6 +204,7 @@ STORYGRAPH_HEADER = (
 )
 # One valid task of every type; the test fails when a type is added without an entry here.
 TASK_DATA: dict[str, dict[str, object]] = {
+    "calibre_import": {"csv": '\ufefftitle,authors,isbn\r\n"Emma","Jane Austen","0141439580"\r\n'},
     "csv_export": {},
     "html_export": {},
     "json_export": {},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from typing import Any, Literal
@@ -20,14 +21,13 @@ TaskStatus = Literal["fresh", "started", "success", "failure"]
 FINISHED: frozenset[str] = frozenset({"success", "failure"})
 
 
-class Task(BaseModel):
-    """One row of `tasks`, as workers see it."""
+class TaskState(BaseModel):
+    """One row of `tasks` without its payload: what status and list endpoints read."""
 
     model_config = ConfigDict(frozen=True)
 
     id: int
     type: str
-    data: str
     status: TaskStatus
     worker: str | None
     created_at: datetime
@@ -37,7 +37,13 @@ class Task(BaseModel):
     attempts: int
 
 
-class TaskReport(Task):
+class Task(TaskState):
+    """One row of `tasks`, as workers see it."""
+
+    data: str
+
+
+class TaskReport(TaskState):
     """A task with what it reports besides its status (the `task_results` side table)."""
 
     progress: dict[str, Any] | None = None
@@ -86,6 +92,16 @@ def is_upload_of(key: str, owner_id: int) -> bool:
     """Whether `key` names a file in this owner's upload folder (and nothing outside it)."""
     prefix = f"{UPLOADS}/{owner_id}/"
     return key.startswith(prefix) and re.fullmatch(UPLOAD_NAME, key[len(prefix) :]) is not None
+
+
+def upload_named_in(data: str | None, owner_id: int) -> str | None:
+    """The key of the owner's upload that a task's data names, if any (any program may have
+    written that data: anything else is None)."""
+    try:
+        key = json.loads(data or "")["file"]
+    except (ValueError, TypeError, KeyError, RecursionError):
+        return None
+    return key if isinstance(key, str) and is_upload_of(key, owner_id) else None
 
 
 def is_upload_key(key: str) -> bool:

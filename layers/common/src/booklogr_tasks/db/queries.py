@@ -19,8 +19,10 @@ INSERT_TASK: LiteralString = f"""
 INSERT INTO tasks (type, data, created_by) VALUES (%(type)s, %(data)s, %(created_by)s)
 RETURNING {TASK_COLUMNS}"""
 
+# What the status and list endpoints show: every column but `data`, which they never show.
+_SHOWN_COLUMNS = ", ".join(c for c in _T_COLUMNS.split(", ") if c != "t.data")
 _REPORT: LiteralString = f"""
-SELECT {_T_COLUMNS}, r.progress, r.result
+SELECT {_SHOWN_COLUMNS}, r.progress, r.result
   FROM tasks t LEFT JOIN task_results r ON r.task_id = t.id"""
 
 GET_TASK: LiteralString = _REPORT + " WHERE t.id = %(id)s"
@@ -222,7 +224,7 @@ DELETE FROM tasks WHERE id IN (
      WHERE status IN ('success', 'failure')
        AND updated_on < now() - make_interval(secs => %(age)s)
      LIMIT %(limit)s)
-RETURNING id"""
+RETURNING id, data, created_by"""
 
 # Keep each owner's newest few exports of a format; delete the older ones past the age limit,
 # and their rows in BookLogr's `files` list with them.

@@ -6,13 +6,13 @@ combine steps (an export's row and its task's success commit together). The SQL 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
 from booklogr_tasks.core.errors import TaskNotFound, TaskNotRetryable
-from booklogr_tasks.core.models import ExportRecord, Task, TaskReport
+from booklogr_tasks.core.models import ExportRecord, Task, TaskReport, upload_named_in
 from booklogr_tasks.db import queries
 from booklogr_tasks.db.pool import Conn
 
@@ -192,6 +192,7 @@ RETENTION_LOCK_ID = 0x626F6F6B726574  # "bookret"
 class Expired:
     tasks: int
     export_files: list[str]
+    upload_files: list[str] = field(default_factory=list)  # uploads named by deleted tasks
 
 
 def expire(
@@ -215,7 +216,8 @@ def expire(
     deleted = conn.execute(
         queries.DELETE_OLD_TASKS, {"age": task_age_seconds, "limit": 10_000}
     ).fetchall()
-    return Expired(tasks=len(deleted), export_files=files)
+    uploads = [upload_named_in(row["data"], row["created_by"]) for row in deleted]
+    return Expired(tasks=len(deleted), export_files=files, upload_files=[u for u in uploads if u])
 
 
 # --- the `queue` command -----------------------------------------------------------------------

@@ -186,8 +186,10 @@ def _outcome(settings: Settings, owner_id: int, task_id: int, wait_seconds: floa
 def imported_message(result: dict[str, Any]) -> str:
     """BookLogr's answer: the books imported out of the rows the file held."""
     imported = int(result.get("imported", 0))
-    rows = imported + int(result.get("skipped_duplicates", 0))
-    rows += len(result.get("skipped_invalid") or [])
+    rows = result.get("rows")
+    if not isinstance(rows, int):  # results of imports that did not count the rows
+        rows = imported + int(result.get("skipped_duplicates", 0))
+        rows += len(result.get("skipped_invalid") or [])
     return f"Imported {imported}/{rows} books."
 
 

@@ -7,6 +7,7 @@ service cannot do right now. The Chalice app only maps these to responses.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -30,13 +31,25 @@ from booklogr_tasks.core.errors import (
     Unavailable,
     UnknownTaskType,
 )
-from booklogr_tasks.core.models import FINISHED, ExportRecord, TaskReport, TaskStatus
+from booklogr_tasks.core.models import (
+    FINISHED,
+    ExportRecord,
+    ImportPayload,
+    TaskReport,
+    TaskStatus,
+)
 from booklogr_tasks.core.observability import NAMESPACE, SERVICE, MetricUnit, logger
 from booklogr_tasks.core.settings import Settings
 from booklogr_tasks.db import tasks
 from booklogr_tasks.db.pool import Conn, get_pool
 from booklogr_tasks.jobs import REGISTRY, JobSpec, get_spec, known_types
-from booklogr_tasks.storage import CONTENT_TYPES, LocalFolderStore, download_name
+from booklogr_tasks.storage import (
+    CONTENT_TYPES,
+    LocalFolderStore,
+    download_name,
+    export_store,
+    upload_key,
+)
 
 # A request waits this long for a pooled connection before answering 503: long enough to ride
 # out a reconnect, short enough that a client is not left hanging when the database is down.
@@ -152,8 +165,8 @@ def create_task(settings: Settings, owner_id: int, task_type: str, data: Any) ->
             f"unknown task type {_short(task_type)}; known types: {', '.join(known_types())}"
         )
     payload = _validated_payload(spec, data, owner_id)
-    with _connection(settings) as conn:
-        task = tasks.create_task(conn, spec.task_type, payload.model_dump_json(), owner_id)
+    with _file_stored(settings, payload) as stored, _connection(settings) as conn:
+        task = tasks.create_task(conn, spec.task_type, stored.model_dump_json(), owner_id)
     logger.info(
         "task created", extra={"task_id": task.id, "task_type": task.type, "owner_id": owner_id}
     )
@@ -386,6 +399,25 @@ def _validated_payload(spec: JobSpec[Any], data: Any, owner_id: int) -> BaseMode
     except ValidationError as exc:
         raise InvalidField(_describe(exc, "data")) from None
     return payload
+
+
+@contextmanager
+def _file_stored(settings: Settings, payload: BaseModel) -> Iterator[BaseModel]:
+    """An import's file text (`data.csv`) goes to the export store, as an upload does, and the
+    task's data names it: files stay out of `tasks`. Removed again if the task is not created."""
+    if not isinstance(payload, ImportPayload) or payload.csv is None:
+        yield payload
+        return
+    key = upload_key(payload.owner_id)
+    store = export_store(settings)
+    # Text that is not UTF-8 (lone surrogates) stays detectably broken: the import names the line.
+    data = io.BytesIO(payload.csv.encode("utf-8", "surrogatepass"))
+    store.save_upload(key, data, settings.max_body_bytes)
+    try:
+        yield payload.model_copy(update={"csv": None, "file": key})
+    except BaseException:
+        store.delete(key)
+        raise
 
 
 def _parse_id(text: str, what: str) -> int:

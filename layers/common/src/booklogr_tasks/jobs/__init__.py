@@ -30,7 +30,12 @@ def get_spec(task_type: str) -> JobSpec[Any] | None:
 
 def _load_builtin_jobs() -> None:
     from booklogr_tasks.jobs.exports import csv, html, json  # noqa: F401
-    from booklogr_tasks.jobs.imports import booklogr_csv, goodreads, storygraph  # noqa: F401
+    from booklogr_tasks.jobs.imports import (  # noqa: F401
+        booklogr_csv,
+        calibre,
+        goodreads,
+        storygraph,
+    )
 
 
 def _load_extra_jobs() -> None:

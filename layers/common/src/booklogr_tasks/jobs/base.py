@@ -1,8 +1,9 @@
 """What a job is: a payload model, a function, and (for exports) a format.
 
 A job returns an Outcome. Its `publish` step runs inside the transaction that marks the task a
-success (an export inserts its row there), and `discard` undoes side effects if that transaction
-does not commit. A job reports a problem the user can fix by raising JobError.
+success (an export inserts its row there, an import loads its books), `discard` undoes side
+effects if that transaction does not commit, and `committed` runs once it has. A job reports a
+problem the user can fix by raising JobError.
 """
 
 from __future__ import annotations
@@ -38,9 +39,12 @@ class JobContext:
 
 @dataclass
 class Outcome:
+    # Stored with the success; `publish` runs first and may still fill it in.
     result: dict[str, Any] | None = None
     publish: Callable[[Conn], None] | None = None
     discard: Callable[[], None] | None = None
+    # After the success committed (must not raise): e.g. an import deletes the file it read.
+    committed: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,6 @@ files that tasks given up on left behind."""
 
 from __future__ import annotations
 
-import json
-
 from booklogr_tasks.core.observability import logger
 from booklogr_tasks.core.settings import Settings
 from booklogr_tasks.db import tasks
@@ -29,6 +27,8 @@ def run_retention(settings: Settings) -> tasks.Expired | None:
     store = export_store(settings)
     for key in expired.export_files:
         store.delete(key)
+    for key in expired.upload_files:  # the files of expired imports (kept for a retry)
+        store.delete(key)
     if expired.tasks or expired.export_files:
         logger.info(
             "retention",
@@ -48,8 +48,5 @@ def discard_files_of(settings: Settings, task_ids: list[int]) -> None:
             spec = get_spec(task.type)
             if spec is None or spec.export_format is None:
                 continue
-            try:
-                owner_id = int(json.loads(task.data)["owner_id"])
-            except (ValueError, KeyError, TypeError):
-                continue  # unreadable data: no attempt ever wrote a file for it
-            store.discard_leftovers(owner_id, spec.export_format, task_id)
+            # Runs only ever write for the task's creator (the runner refuses other owner_ids).
+            store.discard_leftovers(task.created_by, spec.export_format, task_id)

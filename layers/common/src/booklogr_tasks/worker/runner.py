@@ -109,10 +109,12 @@ class Runner:
                 return FINISHING
             try:
                 with pooled(self.database_url) as conn:
-                    if not tasks.finish_task(conn, task.id, self.worker, outcome.result):
-                        raise TaskLost(f"task {task.id} was taken away from this worker")
+                    # Publish first: a long publish (an import's load) must not hold the task
+                    # row's lock, which would stall every heartbeat of this worker.
                     if outcome.publish is not None:
                         outcome.publish(conn)
+                    if not tasks.finish_task(conn, task.id, self.worker, outcome.result):
+                        raise TaskLost(f"task {task.id} was taken away from this worker")
             except psycopg.OperationalError:
                 # The connection broke, perhaps during COMMIT: the success may have been
                 # recorded. Keep the file; if the task was not finished, its next attempt
@@ -122,6 +124,8 @@ class Runner:
                 if outcome.discard is not None:
                     outcome.discard()
                 raise
+            if outcome.committed is not None:
+                outcome.committed()
         except TaskLost:
             return self._lost(task, lease.shutting_down, started)
         except JobError as exc:

@@ -1,10 +1,6 @@
-"""What every import shares: read the CSV, turn rows into books, load them in one transaction.
+"""What every import shares: read the CSV as a stream, turn its rows into books.
 
-An import first parses and validates the whole file (nothing touches the database), then writes
-every book and note inside the transaction that marks the task a success, so the books and the
-task's outcome commit together or not at all.
-
-Rows are numbered like a spreadsheet shows them: the header is row 1.
+(loading.py writes them.) Rows are numbered like a spreadsheet shows them: the header is row 1.
 """
 
 from __future__ import annotations
@@ -14,7 +10,7 @@ import gc
 import io
 import re
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -22,11 +18,7 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any, BinaryIO
 
-from booklogr_tasks.core.errors import JobError, RowInvalid, UploadMissing
-from booklogr_tasks.core.models import ImportPayload
-from booklogr_tasks.db.pool import Conn, pooled
-from booklogr_tasks.jobs.base import JobContext, JobSpec, Outcome
-from booklogr_tasks.storage import export_store
+from booklogr_tasks.core.errors import JobError, RowInvalid
 
 READING_STATUSES = ("Read", "Currently reading", "To be read", "Did not finish")
 PROGRESS_EVERY_ROWS = 1000
@@ -58,6 +50,9 @@ class BookIn:
     rating: Decimal | None = None
     created_on: datetime | None = None
     notes: list[NoteIn] = field(default_factory=list)
+    # When the book was last read, if the file says: a finished reading session.
+    read_from: datetime | None = None
+    read_on: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -120,7 +115,7 @@ Progress = Callable[[int, int | None], None]
 
 
 @contextmanager
-def _no_cyclic_gc() -> Iterator[None]:
+def no_cyclic_gc() -> Iterator[None]:
     """Pause the cycle collector while a file becomes objects.
 
     Parsing makes hundreds of thousands of small acyclic objects, and each few hundred
@@ -138,8 +133,10 @@ def _no_cyclic_gc() -> Iterator[None]:
 
 def parse(source: str | BinaryIO, fmt: ImportFormat, progress: Progress | None = None) -> Parsed:
     """Every book of the file, or JobError when the file is not what `fmt` describes."""
-    with _no_cyclic_gc():
-        return _parse(as_stream(source), fmt, progress)
+    reading = Reading(fmt)
+    with no_cyclic_gc():
+        books = list(books_of(as_stream(source), reading, progress))
+    return Parsed(books, reading.rows, reading.invalid, reading.remarks.messages())
 
 
 def as_stream(source: str | BinaryIO) -> BinaryIO:
@@ -150,29 +147,51 @@ def as_stream(source: str | BinaryIO) -> BinaryIO:
     return source
 
 
-def _parse(source: BinaryIO, fmt: ImportFormat, progress: Progress | None) -> Parsed:
-    # Rows are converted as they are read, so only the books stay in memory, not the file.
+@dataclass
+class Reading:
+    """What reading one file found besides its books."""
+
+    fmt: ImportFormat
+    rows: int = 0
+    books: int = 0
+    invalid: list[dict[str, Any]] = field(default_factory=list)
+    remarks: Remarks = field(default_factory=Remarks)
+
+    def check_any_read(self) -> None:
+        """JobError for a file without a book: no data rows, or none readable."""
+        if self.rows == 0:
+            raise JobError(
+                f"the file has a header but no rows: there is nothing to import in this "
+                f"{self.fmt.name}"
+            )
+        if self.books == 0:
+            raise JobError(
+                f"none of the {self.rows} rows of this {self.fmt.name} could be read",
+                {"imported": 0, "rows": self.rows, "skipped_invalid": self.invalid},
+            )
+
+
+def books_of(
+    source: BinaryIO, reading: Reading, progress: Progress | None = None
+) -> Iterator[BookIn]:
+    """The file's books, converted as they are read (only the current row is in memory).
+    Rows that cannot be read go to `reading.invalid`; at the end, JobError if no row was a book.
+    """
     size = _size_of(source)
-    remarks = Remarks()
-    books: list[BookIn] = []
-    invalid: list[dict[str, Any]] = []
-    rows = 0
-    for record in read_records(source, fmt):
-        rows += 1
+    for record in read_records(source, reading.fmt):
+        reading.rows += 1
+        if progress is not None and reading.rows % PROGRESS_EVERY_ROWS == 0:
+            progress(reading.rows, _estimate(reading.rows, source, size))
         try:
             if record.problem is not None:
                 raise RowInvalid(record.problem)
-            books.append(fmt.convert(record, remarks))
+            book = reading.fmt.convert(record, reading.remarks)
         except RowInvalid as exc:
-            invalid.append({"row": record.row, "reason": str(exc)})
-        if progress is not None and rows % PROGRESS_EVERY_ROWS == 0:
-            progress(rows, _estimate(rows, source, size))
-    if rows and not books:
-        raise JobError(
-            f"none of the {rows} rows of this {fmt.name} could be read",
-            {"imported": 0, "skipped_invalid": invalid},
-        )
-    return Parsed(books, rows, invalid, remarks.messages())
+            reading.invalid.append({"row": record.row, "reason": str(exc)})
+            continue
+        reading.books += 1
+        yield book
+    reading.check_any_read()
 
 
 def _size_of(source: BinaryIO) -> int | None:
@@ -350,170 +369,3 @@ def paragraphs(html_text: str) -> str:
 def started_or_finished(status: str, total_pages: int | None) -> int:
     """BookLogr's current page for a new book: the last page once read, else 0."""
     return total_pages if status == "Read" and total_pages else 0
-
-
-# --- loading ------------------------------------------------------------------------------------
-
-# A duplicate is the same owner and ISBN, however the ISBN was punctuated.
-DUPLICATE_KEY = "upper(regexp_replace(isbn, '[^0-9Xx]', '', 'g'))"
-# The keys travel as one newline-separated text: adapting a list of 100k strings costs more
-# than the query. Keys hold only digits and X.
-EXISTING_ISBNS = f"""
-SELECT DISTINCT {DUPLICATE_KEY} AS isbn FROM books
- WHERE owner_id = %(owner)s AND {DUPLICATE_KEY} = ANY(string_to_array(%(isbns)s, E'\\n'))"""
-
-# BookLogr's books.owner_id references profiles.owner_id: such databases need the profile first.
-PROFILE_REQUIRED = """
-SELECT EXISTS (
-    SELECT 1 FROM pg_constraint
-     WHERE contype = 'f' AND conrelid = to_regclass('books')
-       AND confrelid = to_regclass('profiles')) AS required"""
-# display_name is unique: take 'user<id>' when free, else leave it empty for BookLogr to ask.
-CREATE_PROFILE = """
-INSERT INTO profiles (owner_id, display_name, visibility)
-SELECT %(owner)s,
-       CASE WHEN EXISTS (SELECT 1 FROM profiles WHERE display_name = %(name)s)
-            THEN NULL ELSE %(name)s END,
-       'hidden'
-ON CONFLICT DO NOTHING"""
-
-# Imports of one owner take turns, so two files cannot both add the same new ISBN.
-LOCK_OWNER = "SELECT pg_advisory_xact_lock(hashtext('booklogr_tasks.import'), %(owner)s)"
-BOOK_IDS = """
-SELECT nextval(pg_get_serial_sequence('books', 'id')) AS id
-  FROM generate_series(1, %(n)s) ORDER BY 1"""
-NOW_UTC = "SELECT (now() AT TIME ZONE 'UTC') AS now"
-COPY_BOOKS = """COPY books (id, title, isbn, author, description, reading_status, current_page,
-                  total_pages, rating, owner_id, created_on) FROM STDIN"""
-COPY_NOTES = "COPY notes (book_id, content, quote_page, visibility, created_on) FROM STDIN"
-
-
-def duplicate_key(book: BookIn) -> str | None:
-    if book.isbn is None:
-        return None
-    key = _NOT_ISBN_DIGIT.sub("", book.isbn.upper())
-    return key or None
-
-
-def existing_isbns(conn: Conn, owner_id: int, keys: Sequence[str]) -> set[str]:
-    if not keys:
-        return set()
-    rows = conn.execute(EXISTING_ISBNS, {"owner": owner_id, "isbns": "\n".join(keys)}).fetchall()
-    return {row["isbn"] for row in rows}
-
-
-def ensure_profile(conn: Conn, owner_id: int) -> None:
-    row = conn.execute(PROFILE_REQUIRED).fetchone()
-    if row is not None and row["required"]:
-        conn.execute(CREATE_PROFILE, {"owner": owner_id, "name": f"user{owner_id}"})
-
-
-def load(conn: Conn, owner_id: int, books: Sequence[BookIn]) -> int:
-    """COPY the books, then their notes (ids taken up front so notes can point at them)."""
-    if not books:
-        return 0
-    ids = [row["id"] for row in conn.execute(BOOK_IDS, {"n": len(books)}).fetchall()]
-    now_row = conn.execute(NOW_UTC).fetchone()
-    assert now_row is not None
-    now = now_row["now"]
-    notes = 0
-    with conn.cursor() as cur:
-        with cur.copy(COPY_BOOKS) as copy:
-            for book_id, b in zip(ids, books, strict=True):
-                copy.write_row(
-                    (book_id, b.title, b.isbn, b.author, b.description, b.reading_status,
-                     b.current_page, b.total_pages, b.rating, owner_id, b.created_on or now)
-                )  # fmt: skip
-        with cur.copy(COPY_NOTES) as copy:
-            for book_id, b in zip(ids, books, strict=True):
-                for n in b.notes:
-                    copy.write_row(
-                        (book_id, n.content, n.quote_page, n.visibility, n.created_on or now)
-                    )
-                    notes += 1
-    return notes
-
-
-def run_import(ctx: JobContext, payload: ImportPayload, fmt: ImportFormat) -> Outcome:
-    owner = payload.owner_id
-
-    def progress(done: int, total: int | None) -> None:
-        ctx.check_lost()
-        ctx.report_progress(done, total)
-
-    with open_file(ctx, payload) as source:
-        parsed = parse(source, fmt, progress)
-    ctx.report_progress(parsed.rows, parsed.rows)
-
-    books, in_file = parsed.books, list[BookIn]()
-    if not payload.allow_duplicates:
-        books, in_file = _first_of_each_isbn(parsed.books)
-    keyed = [(duplicate_key(b), b) for b in books]
-    keys = sorted({k for k, _ in keyed if k is not None})
-    with pooled(ctx.settings.database_url) as conn:
-        existing = set() if payload.allow_duplicates else existing_isbns(conn, owner, keys)
-    to_load = [b for k, b in keyed if k not in existing]
-    in_library = [b for k, b in keyed if k in existing]
-    duplicates = sorted([b.row for b in in_file] + [b.row for b in in_library])
-
-    result: dict[str, Any] = {
-        "imported": len(to_load),
-        "book_notes": sum(len(b.notes) for b in to_load),
-        "skipped_duplicates": len(duplicates),
-        "duplicate_rows": duplicates,
-        "skipped_invalid": parsed.invalid,
-        "notes": parsed.remarks,
-    }
-
-    def publish(conn: Conn) -> None:
-        ensure_profile(conn, owner)
-        conn.execute(LOCK_OWNER, {"owner": owner})
-        if not payload.allow_duplicates and existing_isbns(conn, owner, keys) != existing:
-            raise JobError(
-                "another import added some of these books while this one ran; "
-                "retry this import to skip them"
-            )
-        load(conn, owner, to_load)
-
-    return Outcome(result=result, publish=publish)
-
-
-@contextmanager
-def open_file(ctx: JobContext, payload: ImportPayload) -> Iterator[BinaryIO]:
-    """The file to import: the payload's text, or the upload it names, read from the store."""
-    if payload.file is None:
-        assert payload.csv is not None  # the payload holds exactly one of the two
-        yield as_stream(payload.csv)
-        return
-    try:
-        source = export_store(ctx.settings).open_upload(payload.file)
-    except UploadMissing:
-        raise JobError("the uploaded file is no longer stored; upload it again") from None
-    with source:
-        yield source
-
-
-def _first_of_each_isbn(books: list[BookIn]) -> tuple[list[BookIn], list[BookIn]]:
-    seen: set[str] = set()
-    kept, repeated = [], []
-    for book in books:
-        key = duplicate_key(book)
-        if key is not None and key in seen:
-            repeated.append(book)
-            continue
-        if key is not None:
-            seen.add(key)
-        kept.append(book)
-    return kept, repeated
-
-
-def register_import(task_type: str, fmt: ImportFormat, summary: str) -> JobSpec[Any]:
-    """Register an import type: the shared payload, run_import() with this file format."""
-    from booklogr_tasks.jobs import register
-
-    def run(ctx: JobContext, payload: ImportPayload) -> Outcome:
-        return run_import(ctx, payload, fmt)
-
-    return register(
-        JobSpec(task_type=task_type, payload_model=ImportPayload, run=run, summary=summary)
-    )

@@ -21,11 +21,11 @@ from booklogr_tasks.jobs.imports.base import (
     Remarks,
     clean,
     rating,
-    register_import,
     text_or_none,
     timestamp,
     whole_number,
 )
+from booklogr_tasks.jobs.imports.loading import register_import
 
 _STATUSES = {s.casefold(): s for s in READING_STATUSES}
 

@@ -3,7 +3,8 @@
 Mapped: Title; Author (+ Additional Authors); ISBN13, else ISBN (both written as ="…");
 My Rating (0 = not rated); Number of Pages; Exclusive Shelf → reading status as BookLogr maps it;
 Date Added → when the book was added; My Review and Private Notes → notes on the book, dated
-Date Read when there is one. Columns BookLogr has no place for (publisher, shelves, …) are left out.
+Date Read when there is one; Date Read → a finished reading session ending that day. Columns
+BookLogr has no place for (publisher, shelves, …) are left out.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from booklogr_tasks.jobs.imports.base import (
     isbn_or_none,
     paragraphs,
     rating,
-    register_import,
     started_or_finished,
     whole_number,
 )
+from booklogr_tasks.jobs.imports.loading import register_import
 
 SHELVES = {
     "read": "Read",
@@ -102,6 +103,7 @@ def convert(record: Record, remarks: Remarks) -> BookIn:
         rating=rating(record.get("My Rating"), "My Rating", zero_is_unrated=True),
         created_on=day(record.get("Date Added"), "Date Added"),
         notes=notes,
+        read_on=read_on,
     )
 
 
