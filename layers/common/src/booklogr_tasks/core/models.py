@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -16,6 +16,7 @@ from pydantic import (
     StrictStr,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 
 TaskStatus = Literal["fresh", "started", "success", "failure"]
 FINISHED: frozenset[str] = frozenset({"success", "failure"})
@@ -68,15 +69,24 @@ UPLOADS = "uploads"
 UPLOAD_NAME = r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*"
 
 
-class ImportPayload(OwnerPayload):
-    """The file to import: its text (`csv`), or the key of a stored upload (`file`)."""
+def _document_csv_as_required(schema: dict[str, Any]) -> None:
+    schema["required"] = [*schema.get("required", []), "csv"]
 
-    csv: StrictStr | None = Field(None, min_length=1, description="the whole file's text")
-    file: StrictStr | None = Field(
-        None,
-        max_length=300,
-        description="the key of an uploaded file: uploads/<owner_id>/<name>",
-    )
+
+class ImportPayload(OwnerPayload):
+    """The file to import: its text (`csv`), or the key of a stored upload (`file`).
+
+    The API documents `csv` only: `file` names an upload that this service stored itself (the
+    `/v1/files` upload, or a `csv` the API moved out of the task), so no client needs to send it.
+    """
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_document_csv_as_required)
+
+    csv: Annotated[
+        StrictStr | None,
+        WithJsonSchema({"type": "string", "minLength": 1, "description": "the whole file's text"}),
+    ] = Field(None, min_length=1)
+    file: SkipJsonSchema[StrictStr | None] = Field(None, max_length=300)
     allow_duplicates: StrictBool = False
 
     @model_validator(mode="after")

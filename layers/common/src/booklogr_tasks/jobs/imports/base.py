@@ -1,6 +1,6 @@
-"""What every import shares: read the CSV as a stream, turn its rows into books.
-
-(loading.py writes them.) Rows are numbered like a spreadsheet shows them: the header is row 1.
+"""What every import shares: read the CSV as a stream and turn its rows into books, one row at
+a time (loading.py writes them). Rows are numbered like a spreadsheet shows them: the header is
+row 1.
 """
 
 from __future__ import annotations

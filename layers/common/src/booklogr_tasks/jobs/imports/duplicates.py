@@ -44,7 +44,9 @@ def isbn13_of(isbn10: str) -> str:
 
 def title_key(title: str | None, author: str | None) -> str:
     """Title and first author, without case, spacing, punctuation or series suffix."""
-    title = _SERIES_SUFFIX.sub("", title or "")
+    title = title or ""
+    if "#" in title:  # most titles have no series suffix: skip the search
+        title = _SERIES_SUFFIX.sub("", title)
     first_author = _AUTHOR_SEPARATOR.split(author or "", 1)[0]
     return f"{_letters_and_digits(title)}|{_letters_and_digits(first_author)}"
 
