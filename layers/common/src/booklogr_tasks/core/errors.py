@@ -55,6 +55,29 @@ class InvalidField(ApiError):
     status, code = 422, "invalid"
 
 
+class MethodNotAllowed(ApiError):
+    status, code = 405, "method_not_allowed"
+
+
+class RequestTimeout(ApiError):
+    status, code = 408, "request_timeout"
+
+
+class UriTooLong(ApiError):
+    status, code = 414, "uri_too_long"
+
+
+class TooManyPendingTasks(ApiError):
+    status, code = 429, "too_many_tasks"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message, {"Retry-After": str(retry_after)})
+
+
+class HeadersTooLarge(ApiError):
+    status, code = 431, "headers_too_large"
+
+
 class Misconfigured(ApiError):
     status, code = 500, "misconfigured"
 
