@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from booklogr_tasks.core.errors import ApiError, NotFound
+from booklogr_tasks.core.errors import ApiError, ConnectionLost, NotFound
 from booklogr_tasks.core.observability import logger, tracer
 from booklogr_tasks.core.settings import Settings, get_settings
 from booklogr_tasks.http import cors
@@ -67,7 +67,12 @@ def handled(view: View) -> View:
     @functools.wraps(view)
     def handle(**params: str) -> Response:
         try:
-            return view(**params)
+            try:
+                return view(**params)
+            except ConnectionLost:
+                # The database dropped the connection before anything was committed (a restart,
+                # a terminated backend): once more, on a fresh connection.
+                return view(**params)
         except ApiError as exc:
             return _error(exc)
         except Exception:

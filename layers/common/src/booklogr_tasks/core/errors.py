@@ -89,6 +89,11 @@ class Unavailable(ApiError):
         super().__init__(message, {"Retry-After": "5"})
 
 
+class ConnectionLost(Unavailable):
+    """The database connection broke while a request used it, before anything was committed:
+    running the request again on a new connection is safe."""
+
+
 # --- errors below the HTTP layer -------------------------------------------------------------
 
 

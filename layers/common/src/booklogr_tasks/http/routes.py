@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 from booklogr_tasks.core.errors import (
     BadRequest,
     Conflict,
+    ConnectionLost,
     InvalidField,
     NotFound,
     PayloadTooLarge,
@@ -327,10 +328,18 @@ def _create_variant(spec: JobSpec[Any], schemas: dict[str, Any]) -> dict[str, An
 
 @contextmanager
 def _connection(settings: Settings) -> Iterator[Conn]:
-    """A pooled connection; a database that does not answer becomes 503, not 500."""
+    """A pooled connection; a database that does not answer becomes 503, not 500. A connection
+    that breaks while the block runs (the server was terminated under it) is ConnectionLost:
+    nothing was committed, so the face may run the request once more."""
     try:
         with live_connection(settings.database_url, POOL_WAIT_SECONDS, DB_WAIT_SECONDS) as conn:
-            yield conn
+            try:
+                yield conn
+            except psycopg.OperationalError as exc:
+                if conn.broken:
+                    logger.warning("database connection lost", extra={"error": str(exc)})
+                    raise ConnectionLost("the database connection was lost; try again") from None
+                raise
     except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
         logger.warning("database unavailable", extra={"error": str(exc)})
         raise Unavailable("the database is not answering; try again shortly") from None

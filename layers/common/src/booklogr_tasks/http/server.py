@@ -171,12 +171,15 @@ def serve(host: str, port: int) -> int:
         sys.stdout.reconfigure(line_buffering=True)
     # uvicorn's own warnings (malformed requests, the connection limit) as plain lines on
     # stderr; the root logger stays untouched, so no event is written twice.
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("uvicorn: %(message)s"))
-    uvicorn_logger = logging.getLogger("uvicorn")
-    uvicorn_logger.handlers[:] = [handler]
-    uvicorn_logger.setLevel(logging.WARNING)
-    uvicorn_logger.propagate = False
+    # psycopg_pool's notes about connections it discards are expected after a database restart
+    # (the API replaces them itself): only its errors are worth a line.
+    for name, level in (("uvicorn", logging.WARNING), ("psycopg", logging.ERROR)):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(f"{name}: %(message)s"))
+        library_logger = logging.getLogger(name)
+        library_logger.handlers[:] = [handler]
+        library_logger.setLevel(level)
+        library_logger.propagate = False
     # Every handler thread can hold a connection; none ever waits for the pool to grow.
     get_pool(settings.database_url, max_size=max(10, settings.api_threads + 2))
     app = load_app(functions_dir())
