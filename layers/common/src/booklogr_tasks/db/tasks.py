@@ -238,12 +238,16 @@ def create_task_under_cap(
 ) -> Task | None:
     """Insert a fresh task unless `created_by` already has `cap` unfinished (fresh or started)
     ones; None then, with nothing stored. Safe against parallel creates of the same user."""
-    conn.execute(
-        queries.LOCK_OWNER_CREATES,
-        {"space": queries.OWNER_CREATE_LOCK_SPACE, "owner": created_by},
-    )
-    row = conn.execute(
-        queries.INSERT_TASK_UNDER_CAP,
-        {"type": task_type, "data": data, "owner": created_by, "cap": cap},
-    ).fetchone()
+    # Pipelined: both statements travel in one round trip; the server still runs the INSERT
+    # (and takes its snapshot) only once the lock is held.
+    with conn.pipeline():
+        conn.execute(
+            queries.LOCK_OWNER_CREATES,
+            {"space": queries.OWNER_CREATE_LOCK_SPACE, "owner": created_by},
+        )
+        inserted = conn.execute(
+            queries.INSERT_TASK_UNDER_CAP,
+            {"type": task_type, "data": data, "owner": created_by, "cap": cap},
+        )
+    row = inserted.fetchone()
     return None if row is None else Task.model_validate(row)
