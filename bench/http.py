@@ -6,7 +6,7 @@ an asyncio loop in this process speaking HTTP/1.1 by hand (cheap enough not to b
 bottleneck). Requests are spread over many users, each with a real token, as on a real install.
 
 Compared, in the same run:
-- the same handlers (functions/app.py) under `chalice local`: the ratio the issue targets (at least 4x);
+- the same handlers (functions/app.py) under `chalice local`: the ratio targeted (at least 4x);
 - a bare endpoint doing the same INSERT / SELECT with raw psycopg under the same server
   (bench/http_baseline.py): what the app's own work costs (target at least 0.6x).
 
