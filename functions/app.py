@@ -38,7 +38,10 @@ View = Callable[..., Response]
 
 def _json(status: int, body: BaseModel | dict[str, Any], **headers: str) -> Response:
     data = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
-    return Response(body=data, status_code=status, headers=headers)
+    # API Gateway would default to JSON; say it, so every face answers the same.
+    return Response(
+        body=data, status_code=status, headers={"Content-Type": "application/json", **headers}
+    )
 
 
 def _error(exc: ApiError) -> Response:
@@ -102,6 +105,7 @@ def _uniform(request: Request, response: Response) -> Response:
             accepted = " or ".join(_route_methods(request)[request.method].content_types)
             message = f"this route accepts bodies of Content-Type {accepted}"
         response.body = {"error": code, "message": message}
+        response.headers = {**response.headers, "Content-Type": "application/json"}
     return response
 
 
