@@ -37,7 +37,7 @@ from booklogr_tasks.core.observability import logger
 from booklogr_tasks.core.settings import Settings
 from booklogr_tasks.http import cors, dispatch
 from booklogr_tasks.http.auth import authenticate
-from booklogr_tasks.http.serving import SEND_FILE_HEADER, is_public
+from booklogr_tasks.http.serving import SEND_FILE_HEADER, body_limit_setting, is_public
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -131,7 +131,9 @@ class Api:
                 )
             )
             return match.route
-        body = await self._body(headers, receive, exchange, is_public(entry.view_function))
+        view = entry.view_function
+        limit = int(getattr(self.settings, body_limit_setting(view)))
+        body = await self._body(headers, receive, exchange, is_public(view), limit)
         if body is None:
             return match.route
         event = dispatch.build_event(
@@ -149,7 +151,12 @@ class Api:
         return match.route
 
     async def _body(
-        self, headers: dict[str, str], receive: Receive, exchange: _Exchange, public: bool
+        self,
+        headers: dict[str, str],
+        receive: Receive,
+        exchange: _Exchange,
+        public: bool,
+        limit: int,
     ) -> bytes | None:
         """The request's body, or None when it was refused (the answer is already sent)."""
         length_text = headers.get("content-length")
@@ -170,7 +177,6 @@ class Api:
             except ApiError as exc:
                 await exchange.error(exc, close=True)
                 return None
-        limit = self.settings.max_body_bytes
         if length is not None and length > limit:
             await exchange.error(_too_large(limit), close=True)
             return None
@@ -287,7 +293,9 @@ def _headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
 
 
 def _raw_headers(items: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in items]
+    # Names keep their usual capitals (h11 sends them as given): HTTP does not care, but some
+    # clients' code looks headers up in a plain dict.
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in items]
 
 
 def _too_large(limit: int) -> PayloadTooLarge:

@@ -19,6 +19,7 @@ import io
 import json
 import logging
 import os
+import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -198,6 +199,10 @@ def serve(host: str, port: int) -> int:
             "max_connections": settings.api_max_connections,
         },
     )
+    # uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again for the handler
+    # that was there before it; this one lets the process end normally, with status 0.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda signum, frame: None)
     try:
         server.run()
     finally:

@@ -8,6 +8,8 @@ The Chalice app runs in two places: on Lambda behind API Gateway, and in the thr
   header and leaves the body empty; the server strips the header and streams the file in chunks.
   Only a view can set it (the server never copies request headers into an answer), and the path
   comes from the database, never from the request.
+- `body_limit("setting")`: a route whose bodies are bounded by another setting than
+  MAX_BODY_BYTES (an upload route); the server enforces it while reading.
 - `public(view)`: a route anyone may call. The server checks the `Authorization` header of every
   other route before it reads a request's body, so nobody unauthenticated can make it hold one.
 """
@@ -21,6 +23,7 @@ from typing import TypeVar
 
 SEND_FILE_HEADER = "X-Booklogr-Tasks-Send-File"
 PUBLIC_ATTRIBUTE = "booklogr_tasks_public"
+BODY_LIMIT_ATTRIBUTE = "booklogr_tasks_body_limit"
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -51,8 +54,27 @@ def is_public(view: object) -> bool:
     return bool(getattr(view, PUBLIC_ATTRIBUTE, False))
 
 
+def body_limit(setting: str) -> Callable[[F], F]:
+    """Mark a view whose bodies may be as large as the setting named here (a field of
+    core.settings.Settings holding a byte count, e.g. an upload limit) instead of
+    MAX_BODY_BYTES. The server enforces it while the body arrives."""
+
+    def mark(view: F) -> F:
+        setattr(view, BODY_LIMIT_ATTRIBUTE, setting)
+        return view
+
+    return mark
+
+
+def body_limit_setting(view: object) -> str:
+    """The name of the setting that bounds this view's request bodies."""
+    return str(getattr(view, BODY_LIMIT_ATTRIBUTE, "max_body_bytes"))
+
+
 __all__ = [
     "SEND_FILE_HEADER",
+    "body_limit",
+    "body_limit_setting",
     "is_public",
     "mark_server_thread",
     "on_lambda",
