@@ -24,6 +24,7 @@ BENCHMARKS = {
     "export": "bench.export",
     "import": "bench.imports",
     "claim": "bench.claim",
+    "http": "bench.http",
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 SHARED_NOTE = (

@@ -349,3 +349,21 @@ def test_a_file_over_the_upload_limit_is_413_and_nothing_is_kept(
     error_of(client.post("/v1/files", headers=declared, body=body), 413)
     assert uploads_in(export_folder) == []
     assert conn.execute("SELECT count(*) AS n FROM tasks").fetchone()["n"] == 0
+
+
+def test_an_upload_over_the_pending_task_cap_is_429_and_keeps_no_file(
+    client: Any,
+    conn: Any,
+    not_waiting: Settings,
+    export_folder: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MAX_PENDING_TASKS_PER_USER", "1")
+    get_settings.cache_clear()
+    parts = [("file", ("a.csv", BOOKLOGR_CSV.encode())), ("type", "csv")]
+    assert upload(client, 5, parts).status_code == 202
+    response = upload(client, 5, parts)
+    assert error_of(response, 429)["error"] == "too_many_tasks"
+    assert response.headers["Retry-After"]
+    assert len(uploads_in(export_folder)) == 1  # the first task's file only
+    assert conn.execute("SELECT count(*) AS n FROM tasks").fetchone()["n"] == 1

@@ -44,7 +44,7 @@ def test_bench_smoke_writes_every_benchmark(tmp_path: Path, pg_server_url: str) 
     assert report["mode"] == "smoke"
     assert {"nproc", "cpu", "postgresql", "python"} <= set(report["machine"])
     names = [r["name"] for r in report["results"]]
-    assert names == ["pickup", "throughput", "enqueue", "export", "import", "claim"]
+    assert names == ["pickup", "throughput", "enqueue", "export", "import", "claim", "http"]
     for result in report["results"]:
         assert result["status"] in {"ok", "not available"}, result
         if result["status"] == "ok":

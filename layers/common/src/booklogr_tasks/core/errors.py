@@ -77,6 +77,29 @@ class ImportFailed(ApiError):
     status, code = 422, "import_failed"
 
 
+class MethodNotAllowed(ApiError):
+    status, code = 405, "method_not_allowed"
+
+
+class RequestTimeout(ApiError):
+    status, code = 408, "request_timeout"
+
+
+class UriTooLong(ApiError):
+    status, code = 414, "uri_too_long"
+
+
+class TooManyPendingTasks(ApiError):
+    status, code = 429, "too_many_tasks"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message, {"Retry-After": str(retry_after)})
+
+
+class HeadersTooLarge(ApiError):
+    status, code = 431, "headers_too_large"
+
+
 class Misconfigured(ApiError):
     status, code = 500, "misconfigured"
 
@@ -86,6 +109,11 @@ class Unavailable(ApiError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, {"Retry-After": "5"})
+
+
+class ConnectionLost(Unavailable):
+    """The database connection broke while a request used it, before anything was committed:
+    running the request again on a new connection is safe."""
 
 
 # --- errors below the HTTP layer -------------------------------------------------------------

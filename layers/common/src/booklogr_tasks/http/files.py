@@ -34,7 +34,7 @@ from booklogr_tasks.core.models import FINISHED, TaskReport, TaskStatus
 from booklogr_tasks.core.observability import logger
 from booklogr_tasks.core.settings import Settings
 from booklogr_tasks.db import files, tasks
-from booklogr_tasks.http.multipart import FORM_OVERHEAD_BYTES, MultipartForm, boundary_of
+from booklogr_tasks.http.multipart import MultipartForm, boundary_of
 from booklogr_tasks.http.routes import (
     UPLOAD_IMPORT_TYPES,
     ExportFile,
@@ -114,8 +114,7 @@ def upload_import(
 ) -> ImportAnswer:
     """Store the uploaded file, create its import task, and wait briefly for the outcome."""
     boundary = boundary_of(content_type)
-    limit = settings.max_upload_bytes
-    body_limit = limit + FORM_OVERHEAD_BYTES
+    limit, body_limit = settings.max_upload_bytes, settings.max_upload_body_bytes
     if content_length is not None and content_length.isdigit() and int(content_length) > body_limit:
         raise _too_large(limit)
     form = MultipartForm(body, boundary, body_limit, FILE_FIELD)

@@ -21,8 +21,6 @@ CHUNK_BYTES = 64 * 1024
 # Fields other than the file are a word or two (`type`, `allow_duplicates`).
 MAX_FIELD_BYTES = 1024
 MAX_PARTS = 16
-# Part headers and fields besides the file: what a body may hold beyond the file's limit.
-FORM_OVERHEAD_BYTES = MAX_PARTS * (MAX_FIELD_BYTES + 512)
 
 
 def boundary_of(content_type: str | None) -> bytes:

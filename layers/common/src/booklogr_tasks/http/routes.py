@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from importlib import resources
+from pathlib import Path
 from typing import Any, Literal
 
 import psycopg
@@ -23,11 +24,13 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 from booklogr_tasks.core.errors import (
     BadRequest,
     Conflict,
+    ConnectionLost,
     InvalidField,
     NotFound,
     PayloadTooLarge,
     TaskNotFound,
     TaskNotRetryable,
+    TooManyPendingTasks,
     Unavailable,
     UnknownTaskType,
 )
@@ -35,13 +38,15 @@ from booklogr_tasks.core.models import (
     FINISHED,
     ExportRecord,
     ImportPayload,
+    Task,
     TaskReport,
     TaskStatus,
 )
 from booklogr_tasks.core.observability import NAMESPACE, SERVICE, MetricUnit, logger
 from booklogr_tasks.core.settings import Settings
 from booklogr_tasks.db import tasks
-from booklogr_tasks.db.pool import Conn, get_pool
+from booklogr_tasks.db.pool import Conn, live_connection
+from booklogr_tasks.http.serving import on_lambda
 from booklogr_tasks.jobs import REGISTRY, JobSpec, get_spec, known_types
 from booklogr_tasks.storage import (
     CONTENT_TYPES,
@@ -54,8 +59,13 @@ from booklogr_tasks.storage import (
 # A request waits this long for a pooled connection before answering 503: long enough to ride
 # out a reconnect, short enough that a client is not left hanging when the database is down.
 DB_WAIT_SECONDS = 5.0
+# How long a request waits for the pool before it opens a connection of its own: the pool may be
+# between reconnection attempts (seconds apart) when the database has just come back.
+POOL_WAIT_SECONDS = 1.0
 # What polling clients are told to wait between two looks at an unfinished task.
 RETRY_AFTER_SECONDS = 2
+# What a caller over the pending-task cap is told to wait before trying again.
+PENDING_RETRY_AFTER_SECONDS = 10
 MAX_PAGE = 100
 DEFAULT_TASK_PAGE = 50
 _MAX_ID = 2**63 - 1  # ids are bigint
@@ -121,9 +131,12 @@ class ExportList(BaseModel):
 
 
 class ExportFile(BaseModel):
+    """A finished export in the local folder: where it is (never told to the client) and how
+    to name it; the face streams or reads it."""
+
     filename: str
     content_type: str
-    body: bytes
+    path: Path
 
 
 class ExportLink(BaseModel):
@@ -166,7 +179,7 @@ def create_task(settings: Settings, owner_id: int, task_type: str, data: Any) ->
         )
     payload = _validated_payload(spec, data, owner_id)
     with _file_stored(settings, payload) as stored, _connection(settings) as conn:
-        task = tasks.create_task(conn, spec.task_type, stored.model_dump_json(), owner_id)
+        task = create_capped(conn, settings, spec.task_type, stored.model_dump_json(), owner_id)
     logger.info(
         "task created", extra={"task_id": task.id, "task_type": task.type, "owner_id": owner_id}
     )
@@ -175,6 +188,21 @@ def create_task(settings: Settings, owner_id: int, task_type: str, data: Any) ->
         message=f"{task.type} task {task.id} accepted; poll /v1/tasks/{task.id} for its status",
         task_id=task.id,
     )
+
+
+def create_capped(conn: Conn, settings: Settings, task_type: str, data: str, owner_id: int) -> Task:
+    """Create a task for the caller unless they already have MAX_PENDING_TASKS_PER_USER
+    unfinished ones (TooManyPendingTasks, 429, nothing stored). Every route that creates a task
+    for a user goes through here."""
+    cap = settings.max_pending_tasks_per_user
+    task = tasks.create_task_under_cap(conn, task_type, data, owner_id, cap)
+    if task is None:
+        raise TooManyPendingTasks(
+            f"you already have {cap} unfinished tasks, the most this service queues per user; "
+            "create more once some have finished",
+            retry_after=PENDING_RETRY_AFTER_SECONDS,
+        )
+    return task
 
 
 def task_status(settings: Settings, owner_id: int, task_id: str) -> TaskView:
@@ -275,11 +303,13 @@ def local_file(
     """A file of the local export folder; NotFound naming `what` when it is gone."""
     # The key comes from a database row, never from the request alone.
     try:
-        body = LocalFolderStore(settings.export_folder).path_of(key).read_bytes()
+        path = LocalFolderStore(settings.export_folder).path_of(key)
+        if not path.is_file():
+            raise FileNotFoundError(key)
     except (OSError, ValueError) as exc:
         logger.warning("export file missing", extra={"key": key, "error": str(exc)})
         raise NotFound(f"{what} is no longer available") from None
-    return ExportFile(filename=download_as, content_type=content_type, body=body)
+    return ExportFile(filename=download_as, content_type=content_type, path=path)
 
 
 def health(settings: Settings) -> dict[str, str]:
@@ -345,10 +375,18 @@ def _create_variant(spec: JobSpec[Any], schemas: dict[str, Any]) -> dict[str, An
 
 @contextmanager
 def _connection(settings: Settings) -> Iterator[Conn]:
-    """A pooled connection; a database that does not answer becomes 503, not 500."""
+    """A pooled connection; a database that does not answer becomes 503, not 500. A connection
+    that breaks while the block runs (the server was terminated under it) is ConnectionLost:
+    nothing was committed, so the face may run the request once more."""
     try:
-        with get_pool(settings.database_url).connection(timeout=DB_WAIT_SECONDS) as conn:
-            yield conn
+        with live_connection(settings.database_url, POOL_WAIT_SECONDS, DB_WAIT_SECONDS) as conn:
+            try:
+                yield conn
+            except psycopg.OperationalError as exc:
+                if conn.broken:
+                    logger.warning("database connection lost", extra={"error": str(exc)})
+                    raise ConnectionLost("the database connection was lost; try again") from None
+                raise
     except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
         logger.warning("database unavailable", extra={"error": str(exc)})
         raise Unavailable("the database is not answering; try again shortly") from None
@@ -466,7 +504,11 @@ def _short(value: str, limit: int = 60) -> str:
 
 
 def count(metric: str, **dimensions: str) -> None:
-    """One CloudWatch (EMF) count. single_metric keeps concurrent requests' dimensions apart."""
+    """One CloudWatch (EMF) count. single_metric keeps concurrent requests' dimensions apart.
+    Only on Lambda, where CloudWatch reads them from the log: anywhere else the EMF blob would
+    only clutter the log."""
+    if not on_lambda():
+        return
     with single_metric(
         name=metric,
         unit=MetricUnit.Count,
