@@ -105,6 +105,7 @@ def free_port() -> int:
 def api_rate(url: str, tmp: Path, n: int, reps: int) -> float:
     env = harness.process_env(url, tmp / "exports")
     env["SINGLE_USER_MODE"] = "true"
+    env["MAX_PENDING_TASKS_PER_USER"] = str(10 * n)  # every task stays fresh: no cap may refuse
     port = free_port()
     command = [sys.executable, "-m", "booklogr_tasks.devtools.cli", "api", "--port", str(port)]
     with harness.processes([command], env, tmp, "api") as (proc,):

@@ -7,15 +7,19 @@ its typed error) to a response. All logic, SQL and AWS calls live in the package
 from __future__ import annotations
 
 import functools
+import io
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from booklogr_tasks.core.errors import ApiError
+from booklogr_tasks.core.errors import ApiError, ConnectionLost, NotFound
 from booklogr_tasks.core.observability import logger, tracer
 from booklogr_tasks.core.settings import Settings, get_settings
+from booklogr_tasks.http import cors, files
 from booklogr_tasks.http import routes as api
 from booklogr_tasks.http.auth import authenticate
+from booklogr_tasks.http.serving import SEND_FILE_HEADER, body_limit, public, under_server
 from booklogr_tasks.jobs import REGISTRY
 from booklogr_tasks.worker.runner import run_task
 from chalice import Chalice, Response
@@ -26,6 +30,8 @@ from pydantic import BaseModel
 # not reconfigure that logger (it would set it to ERROR and add a plain-text handler). Debug
 # stays off (the default; its setter would reset the level too): no traceback reaches a client.
 app = Chalice(app_name="booklogr-tasks", configure_logs=False)
+# Uploads (POST /v1/files) hold files: API Gateway must pass them through as bytes.
+app.api.binary_types.append("multipart/form-data")
 
 View = Callable[..., Response]
 
@@ -35,7 +41,10 @@ View = Callable[..., Response]
 
 def _json(status: int, body: BaseModel | dict[str, Any], **headers: str) -> Response:
     data = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
-    return Response(body=data, status_code=status, headers=headers)
+    # API Gateway would default to JSON; say it, so every face answers the same.
+    return Response(
+        body=data, status_code=status, headers={"Content-Type": "application/json", **headers}
+    )
 
 
 def _error(exc: ApiError) -> Response:
@@ -64,7 +73,12 @@ def handled(view: View) -> View:
     @functools.wraps(view)
     def handle(**params: str) -> Response:
         try:
-            return view(**params)
+            try:
+                return view(**params)
+            except ConnectionLost:
+                # The database dropped the connection before anything was committed (a restart,
+                # a terminated backend): once more, on a fresh connection.
+                return view(**params)
         except ApiError as exc:
             return _error(exc)
         except Exception:
@@ -84,36 +98,56 @@ _CHALICE_CODES = {
 }
 
 
-def _uniform(response: Response) -> Response:
+def _uniform(request: Request, response: Response) -> Response:
     body = response.body
     if isinstance(body, dict) and set(body) == {"Code", "Message"}:
-        response.body = {
-            "error": _CHALICE_CODES.get(str(body["Code"]), str(body["Code"]).lower()),
-            "message": str(body["Message"]),
-        }
+        code = _CHALICE_CODES.get(str(body["Code"]), str(body["Code"]).lower())
+        message = str(body["Message"])
+        if response.status_code == 415:
+            # Chalice's text echoes the request's Content-Type; say what to send instead.
+            accepted = " or ".join(_route_methods(request)[request.method].content_types)
+            message = f"this route accepts bodies of Content-Type {accepted}"
+        response.body = {"error": code, "message": message}
+        response.headers = {**response.headers, "Content-Type": "application/json"}
+    return response
+
+
+def _route_methods(request: Request) -> dict[str, Any]:
+    """The app's route entries (method → RouteEntry) of the route this request matched."""
+    return dict(app.routes.get(request.path, {}))
+
+
+def _with_cors(request: Request, response: Response) -> Response:
+    methods = cors.allowed_methods(_route_methods(request))
+    origins = get_settings().cors_origin_list
+    headers = cors.cors_headers(request.headers.get("origin"), origins, methods)
+    response.headers = {**headers, **response.headers}
     return response
 
 
 @app.middleware("http")
 def observe(request: Request, get_response: Callable[[Request], Response]) -> Response:
-    """One log line, one trace subsegment and error metrics per request."""
+    """CORS headers on every answer; one log line, one trace subsegment and error metrics per
+    request. Under `booklogr-tasks api` the server writes the log line (it also answers requests
+    that never reach the app); metrics go out only on Lambda, where CloudWatch reads them."""
     started = time.perf_counter()
     route = f"{request.method} {request.path}"
     with (
         logger.append_context_keys(route=route),
         tracer.provider.in_subsegment(f"## {route}") as subsegment,
     ):
-        response = _uniform(get_response(request))
+        response = _with_cors(request, _uniform(request, get_response(request)))
         subsegment.put_annotation("status", response.status_code)
         if response.status_code >= 400:
             api.count("ApiErrors", status=str(response.status_code))
-        logger.info(
-            "request",
-            extra={
-                "status": response.status_code,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-            },
-        )
+        if not under_server():
+            logger.info(
+                "request",
+                extra={
+                    "status": response.status_code,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
     return response
 
 
@@ -172,30 +206,85 @@ def list_exports() -> Response:
 @handled
 def download_export(format: str, id: str) -> Response:
     settings, user = _caller()
-    found = api.open_export(settings, user, format, id)
+    return _download(api.open_export(settings, user, format, id))
+
+
+# BookLogr's own file routes (its web app lists, downloads and uploads through them).
+@app.route("/v1/files", methods=["GET"])
+@handled
+def list_files() -> Response:
+    settings, user = _caller()
+    listed = [f.model_dump(mode="json") for f in files.list_files(settings, user)]
+    return Response(body=listed, status_code=200, headers={"Content-Type": "application/json"})
+
+
+@app.route("/v1/files/{filename}", methods=["GET"])
+@handled
+def download_file(filename: str) -> Response:
+    settings, user = _caller()
+    return _download(files.open_file(settings, user, filename))
+
+
+@app.route("/v1/files", methods=["POST"], content_types=["multipart/form-data"])
+@handled
+@body_limit("max_upload_body_bytes")
+def upload_file() -> Response:
+    settings, user = _caller()
+    request = _request()
+    answer = files.upload_import(
+        settings,
+        user,
+        request.headers.get("content-type"),
+        request.headers.get("content-length"),
+        io.BytesIO(request.raw_body),
+    )
+    if answer.finished:
+        return _json(200, answer)
+    return _json(
+        202,
+        answer,
+        Location=f"/v1/tasks/{answer.task_id}",
+        **{"Retry-After": str(api.RETRY_AFTER_SECONDS)},
+    )
+
+
+def _download(found: api.ExportFile | api.ExportLink) -> Response:
+    """A stored file as an attachment, or (S3) a redirect to a short-lived link to it."""
     if isinstance(found, api.ExportLink):
         return Response(body="", status_code=302, headers={"Location": found.url})
-    return Response(
-        # Exports are UTF-8 text; a str body needs no binary-media setup in API Gateway.
-        body=found.body.decode("utf-8"),
-        status_code=200,
-        headers={
-            "Content-Type": found.content_type,
-            "Content-Disposition": f'attachment; filename="{found.filename}"',
-        },
-    )
+    return _file_response(found.path, found.filename, found.content_type)
 
 
 @app.route("/healthz", methods=["GET"])
 @handled
+@public
 def healthz() -> Response:
     return _json(200, api.health(get_settings()))
 
 
 @app.route("/openapi.json", methods=["GET"])
 @handled
+@public
 def openapi() -> Response:
     return _json(200, api.openapi_document())
+
+
+def _file_response(path: Path, filename: str, content_type: str) -> Response:
+    """A file of this machine's disk as an attachment. Under `booklogr-tasks api` the server
+    streams it in chunks (the path travels in an internal header it removes); elsewhere (the
+    Chalice test client, `chalice local`) it is read here."""
+    headers = {
+        "Content-Type": content_type,
+        "Content-Disposition": f'attachment; filename="{filename}"',
+    }
+    if under_server():
+        return Response(body="", status_code=200, headers={**headers, SEND_FILE_HEADER: str(path)})
+    try:
+        data = path.read_bytes()
+    except OSError:
+        raise NotFound("the file is no longer available") from None
+    # Exports are UTF-8 text; a str body needs no binary-media setup in API Gateway.
+    return Response(body=data.decode("utf-8"), status_code=200, headers=headers)
 
 
 def _accepted(accepted: api.Accepted) -> Response:
@@ -223,3 +312,22 @@ def _task_function(task_type: str) -> Callable[[Any, Any], dict[str, Any]]:
 for _task_type in sorted(REGISTRY):
     _handler = _task_function(_task_type)
     globals()[_handler.__name__] = app.lambda_function(name=_task_type)(_handler)
+
+
+# --- preflights: an OPTIONS route beside every route above (keep this block last) ---------------
+# API Gateway sends a browser's preflight to the app only when the path has an OPTIONS method.
+# Under `booklogr-tasks api` the server answers the same way.
+
+
+@public
+def _preflight(**params: str) -> Response:
+    request = _request()
+    methods = cors.allowed_methods(_route_methods(request))
+    origins = get_settings().cors_origin_list
+    headers = cors.preflight_headers(request.headers.get("origin"), origins, methods)
+    return Response(body="", status_code=204, headers=headers)
+
+
+for _path, _methods in list(app.routes.items()):
+    if "OPTIONS" not in _methods:
+        app.route(_path, methods=["OPTIONS"], content_types=[])(_preflight)

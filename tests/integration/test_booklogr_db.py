@@ -1,16 +1,20 @@
-"""A database shaped like BookLogr v1.11's migrates, then runs an export and imports."""
+"""A database shaped like BookLogr v1.11's migrates, then runs an export and imports; every export
+is listed in BookLogr's own `files` table, in the transaction of the task's success."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from booklogr_tasks.core.settings import Settings, get_settings
+from booklogr_tasks.db import files
 from booklogr_tasks.db.migrate import migrate
 from booklogr_tasks.db.pool import connect
+from booklogr_tasks.worker.maintenance import run_retention
 from booklogr_tasks.worker.runner import Runner
 
 from tests.helpers import insert_task, task_row
@@ -48,6 +52,7 @@ CREATE TABLE tasks (
 CREATE TABLE files (
     id serial PRIMARY KEY, filename varchar, owner_id integer, created_at timestamp
 );
+CREATE TABLE revoked_tokens (id serial PRIMARY KEY, jti varchar(120));
 
 INSERT INTO profiles (display_name, owner_id) VALUES ('reader', 1), ('user2', 3);
 INSERT INTO books (title, isbn, author, reading_status, current_page, total_pages, rating,
@@ -65,7 +70,7 @@ VALUES ('csv_export', '{"owner_id": 1}', 'success', 'csv_export:abc', '2024-03-0
        ('share_book_event', '{}', 'weird', NULL, '2024-03-02 10:00:00', NULL, 1);
 INSERT INTO files (filename, owner_id, created_at) VALUES ('export_240301_abc.csv', 1, now());
 """
-BOOKLOGR_TABLES = ("profiles", "books", "notes", "files")
+BOOKLOGR_TABLES = ("profiles", "books", "notes", "files", "revoked_tokens")
 
 
 @pytest.fixture
@@ -177,3 +182,86 @@ def test_import_gives_a_new_owner_a_named_profile(booklogr_settings: Settings) -
         assert profile["display_name"] == "user5" and profile["visibility"] == "hidden"
         note = conn.execute("SELECT * FROM notes WHERE content = 'n'").fetchone()
         assert note["visibility"] == "hidden" and note["created_on"] is not None
+
+
+def test_every_export_is_listed_in_booklogrs_files_table_the_booklogr_way(
+    booklogr_settings: Settings, export_folder: Path
+) -> None:
+    url = booklogr_settings.database_url
+    migrate(url)
+    runner = Runner(booklogr_settings, "w")
+    with connect(url, autocommit=True) as conn:
+        task_id = insert_task(conn, "csv_export", {"owner_id": 1}, 1)
+        assert runner.run_by_id(task_id) == "success", task_row(conn, task_id)
+        export = conn.execute("SELECT * FROM csv_export WHERE task_id = %s", (task_id,)).fetchone()
+        listed = conn.execute("SELECT * FROM files ORDER BY id").fetchall()
+
+    # BookLogr's own row is untouched; the new one is what BookLogr's API itself would serve:
+    # a bare name in the root of EXPORT_FOLDER, the owner, a naive UTC time.
+    assert listed[0]["filename"] == "export_240301_abc.csv"
+    row = listed[1]
+    assert (row["filename"], row["owner_id"]) == (export["filename"], 1)
+    assert row["filename"] == f"export_csv-{task_id}-{export['id']}.csv"
+    # BookLogr's own names (export_<YYMMDD>_<8 letters or digits>) never hold a "-".
+    assert "/" not in row["filename"] and "-" in row["filename"]
+    assert (export_folder / row["filename"]).read_text().startswith("title,isbn,")
+    assert row["created_at"].tzinfo is None
+    assert abs(row["created_at"].replace(tzinfo=UTC) - datetime.now(UTC)) < timedelta(minutes=5)
+
+
+def test_no_files_row_and_no_file_when_the_success_does_not_commit(
+    booklogr_settings: Settings, export_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = booklogr_settings.database_url
+    migrate(url)
+
+    def refuse(*args: object) -> None:
+        raise RuntimeError("the database refused the files row")
+
+    monkeypatch.setattr(files, "record_file", refuse)
+    with connect(url, autocommit=True) as conn:
+        task_id = insert_task(conn, "csv_export", {"owner_id": 1}, 1)
+        assert Runner(booklogr_settings, "w").run_by_id(task_id) == "failure"
+        assert "refused the files row" in task_row(conn, task_id)["error"]
+        assert conn.execute("SELECT count(*) AS n FROM csv_export").fetchone()["n"] == 0
+        names = [r["filename"] for r in conn.execute("SELECT filename FROM files").fetchall()]
+    assert names == ["export_240301_abc.csv"]
+    assert [p for p in export_folder.rglob("*") if p.is_file()] == []
+
+
+def test_retention_takes_an_export_off_booklogrs_list_with_its_file(
+    booklogr_settings: Settings, export_folder: Path
+) -> None:
+    url = booklogr_settings.database_url
+    migrate(url)
+    runner = Runner(booklogr_settings, "w")
+    with connect(url, autocommit=True) as conn:
+        made = [insert_task(conn, "html_export", {"owner_id": 1}, 1) for _ in range(2)]
+        for task_id in made:
+            assert runner.run_by_id(task_id) == "success"
+        conn.execute(
+            "UPDATE html_export SET created_at = now() - interval '30 days' WHERE task_id = %s",
+            (made[0],),
+        )
+        policy = booklogr_settings.model_copy(
+            update={"export_keep_per_format": 1, "export_max_age_days": 7.0}
+        )
+        expired = run_retention(policy)
+        assert expired is not None and len(expired.export_files) == 1
+        kept = conn.execute("SELECT filename FROM html_export").fetchone()["filename"]
+        names = [r["filename"] for r in conn.execute("SELECT filename FROM files ORDER BY id")]
+    assert names == ["export_240301_abc.csv", kept]
+    assert sorted(p.name for p in export_folder.iterdir()) == [kept]
+
+
+def test_migrate_indexes_booklogrs_revoked_tokens_for_the_per_request_lookup(
+    booklogr_settings: Settings,
+) -> None:
+    migrate(booklogr_settings.database_url)
+    with connect(booklogr_settings.database_url, autocommit=True) as conn:
+        indexes = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = 'revoked_tokens'"
+        ).fetchall()
+        assert any("(jti)" in i["indexdef"] for i in indexes)
+        conn.execute("INSERT INTO revoked_tokens (jti) VALUES ('a'), ('b')")
+        assert files.token_revoked(conn, "b") and not files.token_revoked(conn, "c")

@@ -93,7 +93,7 @@ def test_result_names_the_export_and_its_download(settings: Settings, conn: Any)
         "download": f"/v1/exports/csv/{export['id']}",
     }
     assert export["owner_id"] == 5
-    assert export["filename"] == f"5/csv-{task_id}-{export['id']}.csv"
+    assert export["filename"] == f"export_csv-{task_id}-{export['id']}.csv"
 
 
 def _assert_failed_and_nothing_written(

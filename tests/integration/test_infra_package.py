@@ -199,7 +199,7 @@ def test_layer_requirements_are_the_runtime_dependencies_minus_what_lambda_provi
     requirements = load_build_module().layer_requirements()
     names = {r.split("[")[0].split(">")[0].split("<")[0].lower() for r in requirements}
     assert {"psycopg", "psycopg-pool", "pydantic", "pyjwt", "aws-lambda-powertools"} <= names
-    assert not names & {"chalice", "boto3"}
+    assert not names & {"chalice", "boto3", "uvicorn"}
 
 
 def test_a_task_type_without_its_function_stops_the_build() -> None:
@@ -209,3 +209,16 @@ def test_a_task_type_without_its_function_stops_the_build() -> None:
     touched = [name for name, body in merge["Resources"].items() if "Type" not in body]
     with pytest.raises(SystemExit, match="CsvExport"):
         build.check_merged(chalice_output, touched)
+
+
+def test_api_gateways_own_answers_are_json_errors_that_echo_nothing(
+    template: dict[str, Any],
+) -> None:
+    responses = template["Resources"]["RestAPI"]["Properties"]["GatewayResponses"]
+    missing = responses["MISSING_AUTHENTICATION_TOKEN"]
+    assert missing["StatusCode"] == 404
+    for response in responses.values():
+        body = json.loads(response["ResponseTemplates"]["application/json"])
+        assert set(body) == {"error", "message"}
+        assert "$" not in json.dumps(body)  # no request value is substituted in
+        assert response["ResponseParameters"]["Headers"]["Access-Control-Allow-Origin"]

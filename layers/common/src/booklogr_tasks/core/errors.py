@@ -35,6 +35,14 @@ class Unauthorized(ApiError):
         super().__init__(message, {"WWW-Authenticate": 'Bearer realm="booklogr-tasks"'})
 
 
+class TokenExpired(Unauthorized):
+    """BookLogr's web app refreshes its token only on a 401 whose `msg` is exactly this
+    (flask-jwt-extended's own body); any other 401 ends the user's action with an error."""
+
+    def body(self) -> dict[str, str]:
+        return {**super().body(), "msg": "Token has expired"}
+
+
 class NotFound(ApiError):
     status, code = 404, "not_found"
 
@@ -63,6 +71,35 @@ class InvalidField(ApiError):
     status, code = 422, "invalid"
 
 
+class ImportFailed(ApiError):
+    """An uploaded file's import ended in failure; the message is the import's own error."""
+
+    status, code = 422, "import_failed"
+
+
+class MethodNotAllowed(ApiError):
+    status, code = 405, "method_not_allowed"
+
+
+class RequestTimeout(ApiError):
+    status, code = 408, "request_timeout"
+
+
+class UriTooLong(ApiError):
+    status, code = 414, "uri_too_long"
+
+
+class TooManyPendingTasks(ApiError):
+    status, code = 429, "too_many_tasks"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message, {"Retry-After": str(retry_after)})
+
+
+class HeadersTooLarge(ApiError):
+    status, code = 431, "headers_too_large"
+
+
 class Misconfigured(ApiError):
     status, code = 500, "misconfigured"
 
@@ -72,6 +109,11 @@ class Unavailable(ApiError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, {"Retry-After": "5"})
+
+
+class ConnectionLost(Unavailable):
+    """The database connection broke while a request used it, before anything was committed:
+    running the request again on a new connection is safe."""
 
 
 # --- errors below the HTTP layer -------------------------------------------------------------

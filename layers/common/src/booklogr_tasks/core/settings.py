@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from booklogr_tasks.core.errors import SettingsError
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/booklogr"
+# What an upload's form may hold besides the file (part headers, `type`, `allow_duplicates`).
+UPLOAD_FORM_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,10 @@ class Settings(BaseModel):
     task_sweep_seconds: float = Field(5.0, gt=0)
     # Requests larger than this are refused with 413 before their body is parsed.
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0)
+    # An import uploaded to POST /v1/files: its file's size limit (enforced while reading), and
+    # how long the request waits for the import to finish before answering 202 instead of 200.
+    max_upload_bytes: int = Field(32 * 1024 * 1024, gt=0)
+    upload_wait_seconds: float = Field(5.0, ge=0)
     # Lifetime of a presigned S3 download link.
     download_url_seconds: int = Field(300, gt=0)
     # Lambda function names: "<prefix><task type>" unless TASK_FUNCTION_<TYPE> overrides one.
@@ -65,11 +71,36 @@ class Settings(BaseModel):
     task_retry_max_seconds: float = Field(300.0, ge=0)
     # How long SIGTERM waits for running jobs before releasing them back to `fresh`.
     shutdown_grace_seconds: float = Field(30.0, ge=0)
+    # --- the HTTP API (`booklogr-tasks api`) ---
+    # Origins a browser may call the API from: comma-separated, `*` for any (BookLogr's default).
+    cors_origins: str = "*"
+    # Unfinished (fresh or started) tasks one user may have; past it POST /v1/tasks is 429.
+    max_pending_tasks_per_user: int = Field(20, ge=1)
+    # Requests the server works on at once (the rest wait in the accept backlog) and threads
+    # that run the handlers; connections open at once; the kernel's accept queue.
+    api_threads: int = Field(8, ge=1, le=64)
+    api_max_connections: int = Field(200, ge=1)
+    api_backlog: int = Field(512, ge=1)
+    # A client that is silent this long while sending a request (head or body) is cut off;
+    # an idle keep-alive connection is closed after api_keep_alive_seconds.
+    api_request_timeout_seconds: float = Field(15.0, gt=0)
+    api_keep_alive_seconds: float = Field(5.0, gt=0)
+    # The request line plus headers may not be larger than this (431 past it).
+    api_max_header_bytes: int = Field(16 * 1024, ge=1024)
 
     @field_validator("auth_secret_key", "export_bucket", "worker_nickname", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        return tuple(o.strip() for o in self.cors_origins.split(",") if o.strip())
+
+    @property
+    def max_upload_body_bytes(self) -> int:
+        """A whole upload request: the file's limit and room for the form's other fields."""
+        return self.max_upload_bytes + UPLOAD_FORM_BYTES
 
     @property
     def heartbeat_seconds(self) -> float:

@@ -2,12 +2,17 @@
 
 A pooled connection that has been idle for a while (a Lambda container frozen between
 invocations, a quiet listener) is checked with a round trip before it is handed out, instead of
-trusting a socket that may have died. One that was in use moments ago is handed out as it is:
-checking it too would add a round trip to every claim and finish of a busy worker.
+trusting a socket that may have died. One that was in use moments ago is only checked for a
+hang-up the server already sent (its socket is readable while idle: a terminated backend's
+goodbye), which costs no round trip. A dead connection is closed by the check, not reported as
+a failure: psycopg_pool sleeps a second after every failed check, so a pool full of connections
+the server dropped would keep a request waiting seconds. `_checkout` hands the closed ones back
+(the pool replaces them) and takes the next at once.
 """
 
 from __future__ import annotations
 
+import select
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +22,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 # Every connection of this package returns rows as dicts.
 Conn = psycopg.Connection[dict[str, Any]]
@@ -42,10 +47,38 @@ def _mark_returned(conn: Conn) -> None:
     conn._booklogr_returned_at = time.monotonic()  # type: ignore[attr-defined]
 
 
+def _hung_up(conn: Conn) -> bool:
+    """The server closed this idle connection (or it is unusable): anything to read on an idle
+    connection's socket is a termination notice or end-of-file."""
+    if conn.closed or conn.broken:
+        return True
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
 def _check_if_idle(conn: Conn) -> None:
     returned_at: float = getattr(conn, "_booklogr_returned_at", 0.0)
-    if time.monotonic() - returned_at > IDLE_CHECK_SECONDS:
-        ConnectionPool.check_connection(conn)
+    dead = _hung_up(conn)
+    if not dead and time.monotonic() - returned_at > IDLE_CHECK_SECONDS:
+        try:
+            ConnectionPool.check_connection(conn)
+        except psycopg.Error:
+            dead = True
+    if dead:
+        conn.close()
+
+
+def _checkout(pool: ConnectionPool[Conn], timeout: float) -> Conn:
+    """A live connection from the pool; dead ones (closed by the check) go back at once."""
+    deadline = time.monotonic() + timeout
+    while True:
+        conn = pool.getconn(timeout=max(0.0, deadline - time.monotonic()))
+        if not conn.closed:
+            return conn
+        pool.putconn(conn)  # the pool drops it and opens a replacement
 
 
 def with_keepalive(url: str) -> str:
@@ -82,10 +115,36 @@ def get_pool(url: str, *, max_size: int = 10) -> ConnectionPool[Conn]:
 
 
 @contextmanager
-def pooled(url: str) -> Iterator[Conn]:
+def pooled(url: str, timeout: float = 30.0) -> Iterator[Conn]:
     """A pooled connection for one unit of work; the block's transaction commits on success."""
-    with get_pool(url).connection() as conn:
-        yield conn
+    pool = get_pool(url)
+    conn = _checkout(pool, timeout)
+    try:
+        with conn:
+            yield conn
+    finally:
+        pool.putconn(conn)
+
+
+@contextmanager
+def live_connection(url: str, pool_wait: float, timeout: float) -> Iterator[Conn]:
+    """A connection for one request: from the pool when it has one within `pool_wait` seconds,
+    else a new connection of its own (closed afterwards), waiting at most `timeout` seconds in
+    all. After the database came back, the pool may still be sleeping between reconnection
+    attempts; a request must not wait for that when the database answers."""
+    pool = get_pool(url)
+    try:
+        conn = _checkout(pool, min(pool_wait, timeout))
+    except PoolTimeout:
+        conninfo = make_conninfo(with_keepalive(url), connect_timeout=max(1, round(timeout)))
+        with psycopg.connect(conninfo, row_factory=dict_row) as own:
+            yield own
+        return
+    try:
+        with conn:
+            yield conn
+    finally:
+        pool.putconn(conn)
 
 
 def close_pools() -> None:

@@ -295,18 +295,82 @@ DELETE FROM tasks WHERE id IN (
      LIMIT %(limit)s)
 RETURNING id, data, created_by"""
 
-# Keep each owner's newest few exports of a format; delete the older ones past the age limit.
+# Keep each owner's newest few exports of a format; delete the older ones past the age limit,
+# and their rows in BookLogr's `files` list with them.
 _EXPIRE_EXPORTS = sql.SQL("""
 WITH ranked AS (
     SELECT id, created_at,
            row_number() OVER (PARTITION BY owner_id ORDER BY created_at DESC, id DESC) AS rank
       FROM {table}
+), expired AS (
+    DELETE FROM {table} e USING ranked
+     WHERE e.id = ranked.id AND ranked.rank > %(keep)s
+       AND ranked.created_at < now() - make_interval(secs => %(age)s)
+    RETURNING e.filename, e.owner_id
+), unlisted AS (
+    DELETE FROM files f USING expired
+     WHERE f.filename = expired.filename AND f.owner_id = expired.owner_id
 )
-DELETE FROM {table} e USING ranked
- WHERE e.id = ranked.id AND ranked.rank > %(keep)s
-   AND ranked.created_at < now() - make_interval(secs => %(age)s)
-RETURNING e.filename""")
+SELECT filename FROM expired""")
 
 
 def expire_exports(table: str) -> sql.Composed:
     return _EXPIRE_EXPORTS.format(table=_known_table(table))
+
+
+# --- BookLogr's files (its web app's list of exports) and revoked tokens -------------------------
+
+# BookLogr stores naive UTC timestamps and lists files newest first (its web app appends "Z").
+LIST_OWN_FILES: LiteralString = """
+SELECT id, filename, created_at FROM files
+ WHERE owner_id = %(owner)s AND filename IS NOT NULL
+ ORDER BY created_at DESC NULLS LAST, id DESC"""
+
+GET_OWN_FILE: LiteralString = """
+SELECT id, filename, created_at FROM files
+ WHERE owner_id = %(owner)s AND filename = %(filename)s
+ ORDER BY id LIMIT 1"""
+
+# In the transaction that records the export and marks its task a success.
+INSERT_FILE: LiteralString = """
+INSERT INTO files (filename, owner_id, created_at)
+VALUES (%(filename)s, %(owner)s, now() AT TIME ZONE 'UTC')"""
+
+
+def get_own_export_by_filename() -> sql.Composed:
+    """The owner's export (of any format) stored under this key, if this service made it."""
+    parts = [
+        _SELECT_EXPORT.format(table=_known_table(table), format=sql.Literal(fmt))
+        for fmt, table in EXPORT_TABLES.items()
+    ]
+    return sql.SQL("SELECT * FROM ({}) e WHERE filename = %(filename)s LIMIT 1").format(
+        sql.SQL(" UNION ALL ").join(parts)
+    )
+
+
+TABLE_EXISTS: LiteralString = "SELECT to_regclass(%(name)s) IS NOT NULL AS present"
+
+TOKEN_REVOKED: LiteralString = """
+SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = %(jti)s) AS revoked"""
+
+
+# --- the per-user cap on unfinished tasks (POST /v1/tasks) -------------------------------------
+
+# Key space of the creates' advisory locks ('bklr'); the second key is the user id, so users
+# never wait for each other.
+OWNER_CREATE_LOCK_SPACE = 0x626B6C72
+
+# Both run in the creating transaction: the lock orders one user's creates, and the INSERT (a new
+# statement, hence a new snapshot under READ COMMITTED) counts every task committed before it got
+# the lock, so two parallel creates can never both pass the cap. The count stops at the cap:
+# its cost never grows with a backlog.
+LOCK_OWNER_CREATES: LiteralString = "SELECT pg_advisory_xact_lock(%(space)s, %(owner)s)"
+
+INSERT_TASK_UNDER_CAP: LiteralString = f"""
+INSERT INTO tasks (type, data, created_by)
+SELECT %(type)s, %(data)s, %(owner)s
+ WHERE (SELECT count(*) FROM (
+            SELECT 1 FROM tasks
+             WHERE created_by = %(owner)s AND status IN ('fresh', 'started')
+             LIMIT %(cap)s) AS pending) < %(cap)s
+RETURNING {TASK_COLUMNS}"""

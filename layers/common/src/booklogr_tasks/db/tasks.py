@@ -313,3 +313,26 @@ def queue_counts(conn: Conn) -> list[dict[str, Any]]:
 def oldest_tasks(conn: Conn, status: str, limit: int = 5) -> list[Task]:
     rows = conn.execute(queries.QUEUE_OLDEST, {"status": status, "limit": limit}).fetchall()
     return [Task.model_validate(row) for row in rows]
+
+
+# --- the per-user cap on unfinished tasks ----------------------------------------------------
+
+
+def create_task_under_cap(
+    conn: Conn, task_type: str, data: str, created_by: int, cap: int
+) -> Task | None:
+    """Insert a fresh task unless `created_by` already has `cap` unfinished (fresh or started)
+    ones; None then, with nothing stored. Safe against parallel creates of the same user."""
+    # Pipelined: both statements travel in one round trip; the server still runs the INSERT
+    # (and takes its snapshot) only once the lock is held.
+    with conn.pipeline():
+        conn.execute(
+            queries.LOCK_OWNER_CREATES,
+            {"space": queries.OWNER_CREATE_LOCK_SPACE, "owner": created_by},
+        )
+        inserted = conn.execute(
+            queries.INSERT_TASK_UNDER_CAP,
+            {"type": task_type, "data": data, "owner": created_by, "cap": cap},
+        )
+    row = inserted.fetchone()
+    return None if row is None else Task.model_validate(row)

@@ -145,8 +145,9 @@ def ensure_auth(env: dict[str, str], home: Path) -> str:
             out.write(secrets.token_urlsafe(48) + "\n")
     env["AUTH_SECRET_KEY"] = secret_path.read_text().strip()
     mint = (
-        f"{sys.executable} -c \"import jwt, pathlib; print(jwt.encode({{'id': 1}}, "
-        f"pathlib.Path('{secret_path}').read_text().strip(), algorithm='HS256'))\""
+        f"{sys.executable} -c \"import jwt, pathlib, time; print(jwt.encode({{'id': 1, "
+        f"'exp': int(time.time()) + 86400}}, pathlib.Path('{secret_path}').read_text().strip(), "
+        "algorithm='HS256'))\""
     )
     return (
         f"tokens: HS256 with the local secret in {secret_path}; mint one for user 1 with\n  {mint}"

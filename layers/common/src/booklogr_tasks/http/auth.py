@@ -1,19 +1,32 @@
 """Who is calling: BookLogr's own access tokens (HS256 JWT, user id in claim `id`).
 
-With SINGLE_USER_MODE=true there are no tokens and every request is user 1, as in BookLogr.
+Tokens are refused as BookLogr's API (flask-jwt-extended) refuses them: expired (401 with
+`"msg": "Token has expired"`, the body BookLogr's web app answers by refreshing its token),
+without `exp`, refresh tokens (`type` other than `access`), and tokens whose `jti` BookLogr's
+logout stored in its `revoked_tokens` table. With SINGLE_USER_MODE=true there are no tokens and
+every request is user 1, as in BookLogr.
 """
 
 from __future__ import annotations
 
-import jwt
+import threading
+import time
 
-from booklogr_tasks.core.errors import Misconfigured, SettingsError, Unauthorized
+import jwt
+import psycopg
+
+from booklogr_tasks.core.errors import Misconfigured, SettingsError, TokenExpired, Unauthorized
 from booklogr_tasks.core.settings import Settings
+from booklogr_tasks.db import files
+from booklogr_tasks.http.routes import connection
 
 SINGLE_USER_ID = 1
 # Only HS256: listing one algorithm is what makes `alg=none` and algorithm-confusion tokens fail.
 ALGORITHMS = ["HS256"]
 _MAX_USER_ID = 2**31 - 1  # tasks.created_by is an integer column
+# A database without BookLogr's revoked_tokens table is asked again after this long, so a
+# BookLogr installed later is noticed without a restart; once the table is there, it stays.
+REVOKED_TABLE_RECHECK_SECONDS = 60.0
 
 NOT_CONFIGURED = (
     "the API needs AUTH_SECRET_KEY (the JWT secret BookLogr signs its tokens with) or "
@@ -35,19 +48,33 @@ def authenticate(authorization: str | None, settings: Settings) -> int:
         raise Misconfigured(NOT_CONFIGURED)
     token = _bearer_token(authorization)
     try:
-        claims = jwt.decode(token, settings.auth_secret_key, algorithms=ALGORITHMS)
+        claims = jwt.decode(
+            token, settings.auth_secret_key, algorithms=ALGORITHMS, options={"require": ["exp"]}
+        )
     except jwt.ExpiredSignatureError:
-        raise Unauthorized("the token has expired; sign in again") from None
+        raise TokenExpired("the token has expired; sign in again") from None
+    except jwt.MissingRequiredClaimError:
+        raise Unauthorized(
+            "the token has no expiry (`exp`); use an access token issued by BookLogr"
+        ) from None
     except jwt.InvalidAlgorithmError:
         raise Unauthorized("the token must be signed with HS256") from None
     except jwt.InvalidSignatureError:
         raise Unauthorized("the token's signature is not valid") from None
     except jwt.InvalidTokenError as exc:
         raise Unauthorized(f"the token is not valid: {exc}") from None
+    # BookLogr's access tokens say `"type": "access"`; tokens minted by hand may leave it out.
+    if claims.get("type", "access") != "access":
+        raise Unauthorized("only an access token is accepted here, not a refresh token")
     user_id = claims.get("id")
     # bool is an int in Python; a token saying `"id": true` is not a user id.
     if type(user_id) is not int or not 1 <= user_id <= _MAX_USER_ID:
         raise Unauthorized("the token's `id` claim must be a positive integer user id")
+    jti = claims.get("jti")
+    if jti is not None and not isinstance(jti, str):
+        raise Unauthorized("the token's `jti` claim must be text")
+    if jti is not None and _revoked(settings, jti):
+        raise Unauthorized("the token has been revoked (signed out); sign in again")
     return user_id
 
 
@@ -58,3 +85,31 @@ def _bearer_token(authorization: str | None) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("the Authorization header must be `Bearer <token>`")
     return token.strip()
+
+
+# database URL -> (revoked_tokens exists, monotonic time it was last looked up)
+_revoked_table: dict[str, tuple[bool, float]] = {}
+_revoked_table_lock = threading.Lock()
+
+
+def _revoked(settings: Settings, jti: str) -> bool:
+    """One indexed look-up in BookLogr's revoked_tokens; none while that table is missing."""
+    url = settings.database_url
+    with connection(settings) as conn:
+        with _revoked_table_lock:
+            known = _revoked_table.get(url)
+        now = time.monotonic()
+        if known is None or (not known[0] and now - known[1] > REVOKED_TABLE_RECHECK_SECONDS):
+            known = (files.table_exists(conn, "revoked_tokens"), now)
+            with _revoked_table_lock:
+                _revoked_table[url] = known
+        if not known[0]:
+            return False
+        try:
+            return files.token_revoked(conn, jti)
+        except psycopg.errors.UndefinedTable:
+            # Dropped since it was seen: forget it, and treat the token as BookLogr would
+            # without the table.
+            with _revoked_table_lock:
+                _revoked_table.pop(url, None)
+            return False

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from importlib import resources
+from pathlib import Path
 from typing import Any, Literal
 
 import psycopg
@@ -22,19 +23,28 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 from booklogr_tasks.core.errors import (
     BadRequest,
     Conflict,
+    ConnectionLost,
     InvalidField,
     NotFound,
     PayloadTooLarge,
     TaskNotFound,
     TaskNotRetryable,
+    TooManyPendingTasks,
     Unavailable,
     UnknownTaskType,
 )
-from booklogr_tasks.core.models import FINISHED, ImportPayload, TaskReport, TaskStatus
+from booklogr_tasks.core.models import (
+    FINISHED,
+    ExportRecord,
+    ImportPayload,
+    Task,
+    TaskReport,
+    TaskStatus,
+)
 from booklogr_tasks.core.observability import count_metric, logger
 from booklogr_tasks.core.settings import Settings
 from booklogr_tasks.db import tasks
-from booklogr_tasks.db.pool import Conn, get_pool
+from booklogr_tasks.db.pool import Conn, live_connection
 from booklogr_tasks.jobs import REGISTRY, JobSpec, get_spec, known_types
 from booklogr_tasks.storage import (
     CONTENT_TYPES,
@@ -47,11 +57,24 @@ from booklogr_tasks.storage import (
 # A request waits this long for a pooled connection before answering 503: long enough to ride
 # out a reconnect, short enough that a client is not left hanging when the database is down.
 DB_WAIT_SECONDS = 5.0
+# How long a request waits for the pool before it opens a connection of its own: the pool may be
+# between reconnection attempts (seconds apart) when the database has just come back.
+POOL_WAIT_SECONDS = 1.0
 # What polling clients are told to wait between two looks at an unfinished task.
 RETRY_AFTER_SECONDS = 2
+# What a caller over the pending-task cap is told to wait before trying again.
+PENDING_RETRY_AFTER_SECONDS = 10
 MAX_PAGE = 100
 DEFAULT_TASK_PAGE = 50
 _MAX_ID = 2**63 - 1  # ids are bigint
+# POST /v1/files: the web app's `type` values (BookLogr's own `csv` and `goodreads`) and this
+# service's other formats, to the import task that reads them (used where it is registered).
+UPLOAD_IMPORT_TYPES = {
+    "csv": "booklogr_csv_import",
+    "goodreads": "goodreads_import",
+    "storygraph": "storygraph_import",
+    "calibre": "calibre_import",
+}
 _ID_TEXT = re.compile(r"[0-9]{1,19}")
 
 
@@ -108,9 +131,12 @@ class ExportList(BaseModel):
 
 
 class ExportFile(BaseModel):
+    """A finished export in the local folder: where it is (never told to the client) and how
+    to name it; the face streams or reads it."""
+
     filename: str
     content_type: str
-    body: bytes
+    path: Path
 
 
 class ExportLink(BaseModel):
@@ -141,14 +167,19 @@ def create_task_request(
     settings: Settings, owner_id: int, body: bytes, content_length: str | None
 ) -> Accepted:
     request = _parse_create_body(body, content_length, settings.max_body_bytes)
-    spec = get_spec(request.type)
+    return create_task(settings, owner_id, request.type, request.data)
+
+
+def create_task(settings: Settings, owner_id: int, task_type: str, data: Any) -> Accepted:
+    """Validate `data` for the type (owner_id is the caller) and insert the task."""
+    spec = get_spec(task_type)
     if spec is None:
         raise UnknownTaskType(
-            f"unknown task type {_short(request.type)}; known types: {', '.join(known_types())}"
+            f"unknown task type {_short(task_type)}; known types: {', '.join(known_types())}"
         )
-    payload = _validated_payload(spec, request.data, owner_id)
+    payload = _validated_payload(spec, data, owner_id)
     with _file_stored(settings, payload) as stored, _connection(settings) as conn:
-        task = tasks.create_task(conn, spec.task_type, stored.model_dump_json(), owner_id)
+        task = create_capped(conn, settings, spec.task_type, stored.model_dump_json(), owner_id)
     logger.info(
         "task created", extra={"task_id": task.id, "task_type": task.type, "owner_id": owner_id}
     )
@@ -157,6 +188,21 @@ def create_task_request(
         message=f"{task.type} task {task.id} accepted; poll /v1/tasks/{task.id} for its status",
         task_id=task.id,
     )
+
+
+def create_capped(conn: Conn, settings: Settings, task_type: str, data: str, owner_id: int) -> Task:
+    """Create a task for the caller unless they already have MAX_PENDING_TASKS_PER_USER
+    unfinished ones (TooManyPendingTasks, 429, nothing stored). Every route that creates a task
+    for a user goes through here."""
+    cap = settings.max_pending_tasks_per_user
+    task = tasks.create_task_under_cap(conn, task_type, data, owner_id, cap)
+    if task is None:
+        raise TooManyPendingTasks(
+            f"you already have {cap} unfinished tasks, the most this service queues per user; "
+            "create more once some have finished",
+            retry_after=PENDING_RETRY_AFTER_SECONDS,
+        )
+    return task
 
 
 def task_status(settings: Settings, owner_id: int, task_id: str) -> TaskView:
@@ -228,6 +274,13 @@ def open_export(
             record = tasks.get_export(conn, fmt, eid, owner_id)
         except TaskNotFound:
             raise NotFound(f"there is no {_short(fmt)} export {_short(export_id)}") from None
+    return stored_export(settings, record, download_name(record.format, record.id))
+
+
+def stored_export(
+    settings: Settings, record: ExportRecord, download_as: str
+) -> ExportFile | ExportLink:
+    """A recorded export's file (local folder) or a short-lived link to it (S3)."""
     if settings.export_bucket:
         from booklogr_tasks.storage.s3 import S3ExportStore
 
@@ -235,19 +288,28 @@ def open_export(
             record.filename, record.format, record.id, settings.download_url_seconds
         )
         return ExportLink(url=url)
-    # The path comes from the database row, never from the request.
-    try:
-        body = LocalFolderStore(settings.export_folder).path_of(record.filename).read_bytes()
-    except (OSError, ValueError) as exc:
-        logger.warning(
-            "export file missing", extra={"export_id": record.id, "format": fmt, "error": str(exc)}
-        )
-        raise NotFound(f"the file of {fmt} export {record.id} is no longer available") from None
-    return ExportFile(
-        filename=download_name(record.format, record.id),
-        content_type=f"{CONTENT_TYPES[record.format]}; charset=utf-8",
-        body=body,
+    return local_file(
+        settings,
+        record.filename,
+        download_as,
+        f"{CONTENT_TYPES[record.format]}; charset=utf-8",
+        f"the file of {record.format} export {record.id}",
     )
+
+
+def local_file(
+    settings: Settings, key: str, download_as: str, content_type: str, what: str
+) -> ExportFile:
+    """A file of the local export folder; NotFound naming `what` when it is gone."""
+    # The key comes from a database row, never from the request alone.
+    try:
+        path = LocalFolderStore(settings.export_folder).path_of(key)
+        if not path.is_file():
+            raise FileNotFoundError(key)
+    except (OSError, ValueError) as exc:
+        logger.warning("export file missing", extra={"key": key, "error": str(exc)})
+        raise NotFound(f"{what} is no longer available") from None
+    return ExportFile(filename=download_as, content_type=content_type, path=path)
 
 
 def health(settings: Settings) -> dict[str, str]:
@@ -273,10 +335,16 @@ def openapi_document() -> dict[str, Any]:
     doc: dict[str, Any] = json.loads(text)
     schemas = doc["components"]["schemas"]
     schemas["TaskType"]["enum"] = known_types()
+    schemas["ImportUpload"]["properties"]["type"]["enum"] = upload_types()
     schemas["CreateTask"] = {
         "oneOf": [_create_variant(spec, schemas) for _, spec in sorted(REGISTRY.items())]
     }
     return doc
+
+
+def upload_types() -> list[str]:
+    """The `type` values of POST /v1/files whose import this deployment has."""
+    return [name for name, task_type in UPLOAD_IMPORT_TYPES.items() if task_type in REGISTRY]
 
 
 def _create_variant(spec: JobSpec[Any], schemas: dict[str, Any]) -> dict[str, Any]:
@@ -307,13 +375,25 @@ def _create_variant(spec: JobSpec[Any], schemas: dict[str, Any]) -> dict[str, An
 
 @contextmanager
 def _connection(settings: Settings) -> Iterator[Conn]:
-    """A pooled connection; a database that does not answer becomes 503, not 500."""
+    """A pooled connection; a database that does not answer becomes 503, not 500. A connection
+    that breaks while the block runs (the server was terminated under it) is ConnectionLost:
+    nothing was committed, so the face may run the request once more."""
     try:
-        with get_pool(settings.database_url).connection(timeout=DB_WAIT_SECONDS) as conn:
-            yield conn
+        with live_connection(settings.database_url, POOL_WAIT_SECONDS, DB_WAIT_SECONDS) as conn:
+            try:
+                yield conn
+            except psycopg.OperationalError as exc:
+                if conn.broken:
+                    logger.warning("database connection lost", extra={"error": str(exc)})
+                    raise ConnectionLost("the database connection was lost; try again") from None
+                raise
     except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
         logger.warning("database unavailable", extra={"error": str(exc)})
         raise Unavailable("the database is not answering; try again shortly") from None
+
+
+# For the other route modules (files, auth): the same 503 for a database that does not answer.
+connection = _connection
 
 
 def _parse_create_body(body: bytes, content_length: str | None, limit: int) -> CreateTaskBody:
@@ -430,20 +510,26 @@ def count(metric: str, **dimensions: str) -> None:
 
 __all__ = [
     "RETRY_AFTER_SECONDS",
+    "UPLOAD_IMPORT_TYPES",
     "Accepted",
     "ExportFile",
     "ExportLink",
     "ExportList",
     "TaskPage",
     "TaskView",
+    "connection",
     "count",
+    "create_task",
     "create_task_request",
     "health",
     "invocation_task_id",
     "list_exports",
     "list_tasks",
+    "local_file",
     "open_export",
     "openapi_document",
     "retry",
+    "stored_export",
     "task_status",
+    "upload_types",
 ]

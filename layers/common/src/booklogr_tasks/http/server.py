@@ -1,51 +1,42 @@
-"""`booklogr-tasks api`: the Chalice app in functions/ served by `chalice local` (stage `local`).
+"""`booklogr-tasks api`: the Chalice app of functions/ under uvicorn, a production ASGI server.
 
-The same app.py that runs on Lambda runs here, through Chalice's own local server (threaded), so
-local and deployed behaviour cannot drift apart.
+The same app.py that runs on Lambda answers every request (http/dispatch.py); http/asgi.py does
+the HTTP-level work around it. uvicorn runs with the h11 protocol, subclassed here so that the
+answers uvicorn gives by itself (malformed HTTP, a request head over the size limit, too many
+connections) are JSON like every other answer, and so that a client that sends a request head
+too slowly is cut off (uvicorn's own timer covers only idle keep-alive connections).
+
+Bounds, all from the environment (core/settings.py): API_THREADS handler threads, at most
+API_MAX_CONNECTIONS connections (503 past it), an accept backlog of API_BACKLOG, request heads of
+at most API_MAX_HEADER_BYTES (431), API_REQUEST_TIMEOUT_SECONDS for a request to arrive,
+API_KEEP_ALIVE_SECONDS of idle keep-alive.
 """
 
 from __future__ import annotations
 
-import functools
+import asyncio
 import io
+import json
 import logging
 import os
 import signal
 import sys
-import threading
-from pathlib import Path
-from types import FrameType
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
+import uvicorn
+from uvicorn.protocols.http import h11_impl
 
-from booklogr_tasks.core.errors import SettingsError
 from booklogr_tasks.core.observability import logger
-from booklogr_tasks.core.settings import get_settings
+from booklogr_tasks.core.settings import Settings, get_settings
 from booklogr_tasks.db.migrate import check_schema
-from booklogr_tasks.db.pool import close_pools, connect
+from booklogr_tasks.db.pool import close_pools, connect, get_pool
+from booklogr_tasks.http import cors
+from booklogr_tasks.http.asgi import Api
 from booklogr_tasks.http.auth import ensure_configured
-
-STAGE = "local"
-# Set it when the package is installed somewhere the repository's functions/ is not beside it.
-FUNCTIONS_DIR_ENV = "BOOKLOGR_TASKS_FUNCTIONS_DIR"
-
-
-def functions_dir() -> Path:
-    """The Chalice project: $BOOKLOGR_TASKS_FUNCTIONS_DIR, the repository's, or ./functions."""
-    given = os.environ.get(FUNCTIONS_DIR_ENV)
-    candidates = (
-        [Path(given)]
-        if given
-        else [Path(__file__).resolve().parents[5] / "functions", Path.cwd() / "functions"]
-    )
-    for folder in candidates:
-        if (folder / "app.py").is_file() and (folder / ".chalice" / "config.json").is_file():
-            return folder.resolve()
-    raise SettingsError(
-        f"cannot find the Chalice project (app.py and .chalice/config.json) in "
-        f"{', '.join(map(str, candidates))}; set {FUNCTIONS_DIR_ENV}"
-    )
+from booklogr_tasks.http.dispatch import functions_dir, load_app
+from booklogr_tasks.http.serving import mark_server_thread
 
 
 def check_schema_if_reachable(database_url: str) -> None:
@@ -60,52 +51,161 @@ def check_schema_if_reachable(database_url: str) -> None:
         )
 
 
+def _json_answer(status: int, code: str, message: str, origins: tuple[str, ...]) -> bytes:
+    """A complete HTTP/1.1 answer that closes the connection, for the protocol's own refusals
+    (there is no parsed request, so no Origin: CORS only when any origin is allowed)."""
+    body = json.dumps({"error": code, "message": message}, separators=(",", ":")).encode()
+    headers = [
+        ("content-type", "application/json"),
+        ("content-length", str(len(body))),
+        ("connection", "close"),
+    ]
+    if cors.ANY in origins:
+        headers += cors.cors_headers(None, origins, "GET, POST, OPTIONS").items()
+    reason = {400: "Bad Request", 431: "Request Header Fields Too Large"}.get(status, "Error")
+    if status == 503:
+        reason = "Service Unavailable"
+    head = f"HTTP/1.1 {status} {reason}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers)
+    return head.encode("latin-1") + b"\r\n" + body
+
+
+def protocol_class(settings: Settings) -> type[asyncio.Protocol]:
+    origins = settings.cors_origin_list
+    max_head = settings.api_max_header_bytes
+    head_timeout = settings.api_request_timeout_seconds
+    too_large = _json_answer(
+        431,
+        "headers_too_large",
+        f"the request line and headers are larger than the limit of {max_head} bytes",
+        origins,
+    )
+    malformed = _json_answer(400, "bad_request", "the request is not valid HTTP/1.1", origins)
+
+    class JsonH11Protocol(h11_impl.H11Protocol):
+        """uvicorn's h11 protocol with JSON refusals and a deadline for each request head."""
+
+        _head_timer: asyncio.TimerHandle | None = None
+        _cycle_when_armed: object = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm_head_timer()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            super().connection_lost(exc)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm_head_timer()
+
+        def _arm_head_timer(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            self._cycle_when_armed = self.cycle
+            self._head_timer = self.loop.call_later(head_timeout, self._head_deadline)
+
+        def _head_deadline(self) -> None:
+            # A request that started since the timer was armed has its head: the app's own
+            # timeout covers its body. Otherwise the client is idle or trickling a head.
+            # (An idle keep-alive connection is closed earlier, by uvicorn's own timer.)
+            if self.cycle is self._cycle_when_armed and not self.transport.is_closing():
+                self.transport.close()
+
+        def send_400_response(self, msg: str) -> None:
+            buffered = len(self.conn.trailing_data[0])
+            self.transport.write(too_large if buffered > max_head else malformed)
+            self.transport.close()
+
+    return JsonH11Protocol
+
+
+async def _service_unavailable(scope: Any, receive: Any, send: Any) -> None:
+    """uvicorn's answer past API_MAX_CONNECTIONS, as JSON."""
+    body = json.dumps(
+        {"error": "unavailable", "message": "the server is at its connection limit; retry soon"}
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", b"1"),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def build_config(host: str, port: int, settings: Settings, app: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=protocol_class(settings),
+        lifespan="off",
+        interface="asgi3",
+        access_log=False,  # the app writes one line per request itself
+        log_config=None,
+        server_header=False,
+        backlog=settings.api_backlog,
+        limit_concurrency=settings.api_max_connections,
+        timeout_keep_alive=int(max(1, round(settings.api_keep_alive_seconds))),
+        h11_max_incomplete_event_size=settings.api_max_header_bytes,
+        timeout_graceful_shutdown=10,
+    )
+
+
 def serve(host: str, port: int) -> int:
     """Serve until SIGTERM or SIGINT; refuses to start when nobody could be authenticated or
     the database's schema is older than this code."""
     settings = get_settings()
     ensure_configured(settings)
     check_schema_if_reachable(settings.database_url)
-    project = functions_dir()
-
-    from chalice.cli import create_local_server
-    from chalice.cli.factory import CLIFactory
-    from chalice.local import ChaliceRequestHandler
-
-    class AnyMethodHandler(ChaliceRequestHandler):
-        # Headers and body leave in two writes; with Nagle's algorithm on, a keep-alive
-        # client's delayed ACK then stalls every response by ~40 ms.
-        disable_nagle_algorithm = True
-
-        # http.server answers methods Chalice's handler does not list (TRACE, QUERY, ...) with
-        # an HTML 501; pass them to the app instead, which answers 405 in the API's error shape.
-        def __getattr__(self, name: str) -> Any:
-            if name.startswith("do_"):
-                return self._generic_handle
-            raise AttributeError(name)
-
     # One JSON line per event, visible at once even when stdout is a pipe or a file (containers).
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(line_buffering=True)
-    # Like `chalice local`: the app's log lines go to stdout.
-    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
-    factory = CLIFactory(str(project), environ=os.environ)
-    server = create_local_server(factory, host, port, STAGE)
-    handler = server.server.RequestHandlerClass
-    assert isinstance(handler, functools.partial)
-    server.server.RequestHandlerClass = functools.partial(
-        AnyMethodHandler, *handler.args, **handler.keywords
+    # uvicorn's own warnings (malformed requests, the connection limit) as plain lines on
+    # stderr; the root logger stays untouched, so no event is written twice.
+    # psycopg_pool's notes about connections it discards are expected after a database restart
+    # (the API replaces them itself): only its errors are worth a line.
+    for name, level in (("uvicorn", logging.WARNING), ("psycopg", logging.ERROR)):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(f"{name}: %(message)s"))
+        library_logger = logging.getLogger(name)
+        library_logger.handlers[:] = [handler]
+        library_logger.setLevel(level)
+        library_logger.propagate = False
+    # Every handler thread can hold a connection; none ever waits for the pool to grow.
+    get_pool(settings.database_url, max_size=max(10, settings.api_threads + 2))
+    app = load_app(functions_dir())
+    executor = ThreadPoolExecutor(
+        settings.api_threads, thread_name_prefix="api", initializer=mark_server_thread
     )
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        # shutdown() waits for serve_forever to return, so it must run on another thread.
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    # uvicorn answers past limit_concurrency with this module-level app; ours speaks JSON.
+    setattr(h11_impl, "service_unavailable", _service_unavailable)  # noqa: B010
+    server = uvicorn.Server(build_config(host, port, settings, Api(app, settings, executor)))
+    logger.info(
+        "serving the API",
+        extra={
+            "url": f"http://{host}:{port}",
+            "pid": os.getpid(),
+            "threads": settings.api_threads,
+            "max_connections": settings.api_max_connections,
+        },
+    )
+    # uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again for the handler
+    # that was there before it; this one lets the process end normally, with status 0.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda signum, frame: None)
     try:
-        server.serve_forever()
+        server.run()
     finally:
-        server.server.server_close()
+        executor.shutdown(wait=True, cancel_futures=True)
         close_pools()
-    return 0
+    return 0 if server.started else 1

@@ -5,8 +5,13 @@ then published under its key. The export row is inserted afterwards, in the tran
 records the task's success, and the file is discarded if that transaction does not commit, so a
 crash at any point leaves either no row or a complete file.
 
-Keys are `<owner_id>/<format>-<task_id>-<export_id>.<ext>`: made from database ids only, so task
-data cannot steer them, and every attempt at a task can find what an earlier, lost attempt left.
+Keys are `export_<format>-<task_id>-<export_id>.<ext>` at the root of the store: made from
+database ids only, so task data cannot steer them, and every attempt at a task can find what an
+earlier, lost attempt left. A bare name at the root is also what BookLogr's own API serves from
+its EXPORT_FOLDER (`GET /v1/files/<filename>`), and BookLogr's own names
+(`export_<YYMMDD>_<8 letters or digits>`) never hold a `-`, so the two never collide. Older
+versions wrote `<owner_id>/<format>-<task_id>-<export_id>.<ext>`; leftovers are looked for there
+too.
 
 Uploaded files (what an import reads) live in the same store under `uploads/<owner_id>/<name>`,
 so a task's data holds a short key instead of the file itself.
@@ -36,8 +41,19 @@ def file_extension(fmt: str) -> str:
     return FILE_EXTENSIONS.get(fmt, fmt)
 
 
-def export_key(owner_id: int, fmt: str, task_id: int, export_id: int) -> str:
-    return f"{owner_id}/{fmt}-{task_id}-{export_id}.{file_extension(fmt)}"
+def export_key(fmt: str, task_id: int, export_id: int) -> str:
+    return f"{task_prefix(fmt, task_id)}{export_id}.{file_extension(fmt)}"
+
+
+def task_prefix(fmt: str, task_id: int) -> str:
+    """What every key of one task's exports starts with (the trailing dash keeps task 1 from
+    matching task 12's keys)."""
+    return f"export_{fmt}-{task_id}-"
+
+
+def legacy_task_prefix(owner_id: int, fmt: str, task_id: int) -> str:
+    """The same, for files written by versions that kept exports in a folder per owner."""
+    return f"{owner_id}/{fmt}-{task_id}-"
 
 
 def download_name(fmt: str, export_id: int) -> str:

@@ -25,7 +25,12 @@ from typing import IO, BinaryIO
 
 from booklogr_tasks.core.errors import UploadMissing
 from booklogr_tasks.core.models import is_upload_key
-from booklogr_tasks.storage.base import PendingExport, copy_upload
+from booklogr_tasks.storage.base import (
+    PendingExport,
+    copy_upload,
+    legacy_task_prefix,
+    task_prefix,
+)
 
 _TEMP_SUFFIX = ".part"
 
@@ -113,14 +118,14 @@ class LocalFolderStore:
         whose writer is gone (their lock is free), and final files that were published by an
         attempt whose success did not commit (a final file is complete: nobody writes it).
         Files still held are waited for, up to `writer_grace` seconds, then left alone."""
-        folder = self.root / str(owner_id)
-        if not folder.is_dir():
+        if not self.root.is_dir():
             return 0
+        prefixes = (task_prefix(fmt, task_id), legacy_task_prefix(owner_id, fmt, task_id))
         deadline = time.monotonic() + self.writer_grace
         removed = 0
         while True:
             held = False
-            for path in folder.glob(f"{fmt}-{task_id}-*"):
+            for path in (p for prefix in prefixes for p in self.root.glob(f"{prefix}*")):
                 if path.name.endswith(_TEMP_SUFFIX) and _being_written(path):
                     held = True
                     continue
@@ -131,11 +136,11 @@ class LocalFolderStore:
             time.sleep(0.05)
 
     def list_keys(self) -> list[str]:
+        """This service's exports (BookLogr's own files in a shared folder are not listed)."""
         if not self.root.is_dir():
             return []
-        return sorted(
-            str(path.relative_to(self.root)) for path in self.root.glob("*/*") if path.is_file()
-        )
+        found = [*self.root.glob("export_*-*-*"), *self.root.glob("*/*")]
+        return sorted(str(path.relative_to(self.root)) for path in found if path.is_file())
 
 
 def _being_written(path: Path) -> bool:

@@ -27,6 +27,8 @@ from booklogr_tasks.storage.base import (
     UPLOAD_CONTENT_TYPE,
     copy_upload,
     download_name,
+    legacy_task_prefix,
+    task_prefix,
 )
 
 if TYPE_CHECKING:
@@ -153,8 +155,12 @@ class S3ExportStore:
         return io.BufferedReader(_BodyReader(body), buffer_size=UPLOAD_CHUNK)
 
     def discard_leftovers(self, owner_id: int, fmt: str, task_id: int) -> int:
-        # The trailing dash keeps task 1 from matching task 12's keys.
-        prefix = f"{owner_id}/{fmt}-{task_id}-"
+        return sum(
+            self._discard_prefix(prefix)
+            for prefix in (task_prefix(fmt, task_id), legacy_task_prefix(owner_id, fmt, task_id))
+        )
+
+    def _discard_prefix(self, prefix: str) -> int:
         removed = 0
         for page in self.client.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=prefix

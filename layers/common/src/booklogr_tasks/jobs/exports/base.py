@@ -1,4 +1,8 @@
-"""What every export shares: reserve an id, stream the file, publish it with its row."""
+"""What every export shares: reserve an id, stream the file, publish it with its rows.
+
+Publishing records the export's row and lists the file in BookLogr's `files` table, in the
+transaction that marks the task a success, so BookLogr's web app lists every finished export.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from booklogr_tasks.core.models import ExportPayload
-from booklogr_tasks.db import tasks
+from booklogr_tasks.db import files, tasks
 from booklogr_tasks.db.pool import Conn, pooled
 from booklogr_tasks.jobs.base import JobContext, JobSpec, Outcome
 from booklogr_tasks.storage import PendingExport, export_key, export_store
@@ -27,7 +31,7 @@ def run_export(ctx: JobContext, payload: ExportPayload, fmt: str, write: ExportW
         export_id = tasks.reserve_export_id(conn, fmt)
         # The read below is a transaction of its own (a read-only snapshot cannot reserve ids).
         conn.commit()
-        key = export_key(owner, fmt, task_id, export_id)
+        key = export_key(fmt, task_id, export_id)
         pending = store.begin(key, fmt)
         try:
             # One snapshot for the whole file: the count, a report's summary and its book list
@@ -48,6 +52,7 @@ def run_export(ctx: JobContext, payload: ExportPayload, fmt: str, write: ExportW
 
     def publish(conn: Conn) -> None:
         tasks.record_export(conn, fmt, export_id, key, owner, task_id)
+        files.record_file(conn, key, owner)
 
     return Outcome(
         result={

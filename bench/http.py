@@ -1,0 +1,442 @@
+"""7. The HTTP server: `booklogr-tasks api` (uvicorn) against `chalice local` and a bare endpoint.
+
+Load: CLIENTS keep-alive connections, each creating a task (POST /v1/tasks) and reading its
+status (GET /v1/tasks/<id>) in a loop for the mode's duration, after a warm-up. The client is
+an asyncio loop in this process speaking HTTP/1.1 by hand (cheap enough not to be the
+bottleneck). Requests are spread over many users, each with a real token, as on a real install.
+
+Compared, in the same run:
+- the same handlers (functions/app.py) under `chalice local`: the ratio targeted (at least 4x);
+- a bare endpoint doing the same INSERT / SELECT with raw psycopg under the same server
+  (bench/http_baseline.py): what the app's own work costs (target at least 0.6x).
+
+Memory (each case on a fresh API process; peak RSS, VmHWM, after a warm-up vs after the case):
+three concurrent downloads of one large export (target growth < 50 MB), and four anonymous
+requests that try to send a 250 MB body each (target growth < 20 MB).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import os
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+from booklogr_tasks.db.pool import connect
+
+from bench import harness
+from bench.harness import Mode, Result, Row
+
+NAME = "http"
+TITLE = "HTTP server: uvicorn vs chalice local, memory bounds"
+CLIENTS = 20
+USERS = 2000
+SECRET = "bench-secret-key-of-sufficient-length-0123456789"
+RPS_TARGET = 4.0
+P99_TARGET_MS = 50.0
+BASELINE_TARGET = 0.6
+DOWNLOAD_RSS_TARGET_MB = 50
+BODY_RSS_TARGET_MB = 20
+
+
+@dataclass(frozen=True)
+class Size:
+    seconds: float
+    warmup: float
+    download_mb: int
+    body_mb: int
+
+
+SIZES = {
+    "full": Size(seconds=30, warmup=3, download_mb=120, body_mb=250),
+    "quick": Size(seconds=5, warmup=1, download_mb=40, body_mb=60),
+    "smoke": Size(seconds=1, warmup=0.3, download_mb=2, body_mb=2),
+}
+
+
+# --- servers -----------------------------------------------------------------------------------
+
+
+def server_env(url: str, tmp: Path) -> dict[str, str]:
+    env = harness.process_env(url, tmp / "exports")
+    env.update(
+        {
+            "AUTH_SECRET_KEY": SECRET,
+            "SINGLE_USER_MODE": "false",
+            # The load creates tasks nobody runs: no cap may refuse them.
+            "MAX_PENDING_TASKS_PER_USER": "1000000",
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+        }
+    )
+    for key in ("EXPORT_BUCKET", "AWS_LAMBDA_FUNCTION_NAME"):
+        env.pop(key, None)
+    return env
+
+
+def api_command(port: int) -> list[str]:
+    return [sys.executable, "-m", "booklogr_tasks.devtools.cli", "api", "--port", str(port)]
+
+
+def chalice_local_command(port: int) -> list[str]:
+    chalice = str(Path(sys.executable).with_name("chalice"))
+    return [
+        chalice,
+        "--project-dir",
+        str(harness.REPO_ROOT / "functions"),
+        "local",
+        "--port",
+        str(port),
+        "--stage",
+        "local",
+        "--no-autoreload",
+    ]
+
+
+def baseline_command(port: int) -> list[str]:
+    return [sys.executable, "-m", "bench.http_baseline", "--port", str(port)]
+
+
+def wait_healthy(proc: harness.Proc, port: int, path: str = "/healthz") -> None:
+    def answers() -> bool:
+        proc.check_alive()
+        try:
+            client = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            client.request("GET", path)
+            return client.getresponse().status < 500
+        except OSError:
+            return False
+
+    harness.wait_for(answers, 60, f"a server on port {port}", interval=0.1)
+
+
+# --- the load ----------------------------------------------------------------------------------
+
+
+def tokens() -> list[str]:
+    exp = int(time.time()) + 3600
+    return [jwt.encode({"id": u, "exp": exp}, SECRET, "HS256") for u in range(1, USERS + 1)]
+
+
+@dataclass
+class Load:
+    requests: int = 0
+    errors: int = 0
+    latencies_ms: list[float] | None = None
+
+
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes
+) -> tuple[int, bytes, bool]:
+    writer.write(data)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length, close = 0, False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"connection" and value.strip().lower() == b"close":
+            close = True
+    body = await reader.readexactly(length) if length else b""
+    return status, body, close
+
+
+async def _client(index: int, port: int, auth: list[str], stop: float, load: Load) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    body = b'{"type": "bench_noop", "data": {}}'
+    n = index
+    try:
+        while time.perf_counter() < stop:
+            n += CLIENTS
+            token = auth[n % len(auth)]
+            post = (
+                f"POST /v1/tasks HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode() + body
+            for step in ("post", "get"):
+                started = time.perf_counter()
+                try:
+                    if step == "post":
+                        status, answer, close = await _exchange(reader, writer, post)
+                        ok = status == 202
+                        task_id = json.loads(answer)["task_id"] if ok else None
+                    else:
+                        get = (
+                            f"GET /v1/tasks/{task_id} HTTP/1.1\r\nHost: bench\r\n"
+                            f"Authorization: Bearer {token}\r\n\r\n"
+                        ).encode()
+                        status, answer, close = await _exchange(reader, writer, get)
+                        ok = status == 200
+                except (OSError, asyncio.IncompleteReadError, ValueError):
+                    ok, close = False, True
+                assert load.latencies_ms is not None
+                load.latencies_ms.append((time.perf_counter() - started) * 1000)
+                load.requests += 1
+                if not ok:
+                    load.errors += 1
+                if close:
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                if not ok:
+                    break  # no task to look at
+    finally:
+        writer.close()
+
+
+def run_load(port: int, seconds: float, auth: list[str]) -> Load:
+    async def main() -> Load:
+        load = Load(latencies_ms=[])
+        stop = time.perf_counter() + seconds
+        await asyncio.gather(*(_client(i, port, auth, stop, load) for i in range(CLIENTS)))
+        return load
+
+    return asyncio.run(main())
+
+
+def measure(proc: harness.Proc, port: int, size: Size, auth: list[str]) -> dict[str, float]:
+    wait_healthy(proc, port, "/v1/tasks/1")
+    run_load(port, size.warmup, auth)
+    started = time.perf_counter()
+    load = run_load(port, size.seconds, auth)
+    elapsed = time.perf_counter() - started
+    proc.check_alive()
+    latencies = load.latencies_ms or [0.0]
+    return {
+        "requests": load.requests,
+        "errors": load.errors,
+        "rps": load.requests / elapsed,
+        "p50_ms": harness.percentile(latencies, 50),
+        "p99_ms": harness.percentile(latencies, 99),
+    }
+
+
+def throughput(url: str, tmp: Path, size: Size) -> dict[str, dict[str, float]]:
+    env = server_env(url, tmp)
+    auth = tokens()
+    found = {}
+    for label, command in (
+        ("api", api_command),
+        ("chalice_local", chalice_local_command),
+        ("baseline", baseline_command),
+    ):
+        port = harness_free_port()
+        with harness.processes([command(port)], env, tmp, label) as (proc,):
+            found[label] = measure(proc, port, size, auth)
+    return found
+
+
+def harness_free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- memory --------------------------------------------------------------------------------------
+
+
+def big_export(url: str, folder: Path, megabytes: int) -> str:
+    """A csv_export row of user 1 whose file is `megabytes` MB; its download path."""
+    line = b"A title,9780000000000,a description,Read,1,300,An Author,4.00,[]\n"
+    path = folder / "1" / "bench-big.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    block = line * (1024 * 1024 // len(line) + 1)
+    with open(path, "wb") as out:
+        for _ in range(megabytes):
+            out.write(block[: 1024 * 1024])
+    with connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "INSERT INTO csv_export (filename, owner_id) VALUES (%s, 1) RETURNING id",
+            ("1/bench-big.csv",),
+        ).fetchone()
+    assert row is not None
+    return f"/v1/exports/csv/{row['id']}"
+
+
+def download(port: int, path: str, token: str, expected: int) -> None:
+    client = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    client.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+    response = client.getresponse()
+    if response.status != 200:
+        raise RuntimeError(f"download answered {response.status}")
+    got = 0
+    while chunk := response.read(1024 * 1024):
+        got += len(chunk)
+    if got != expected:
+        raise RuntimeError(f"download got {got} of {expected} bytes")
+
+
+def anonymous_body(port: int, megabytes: int) -> int:
+    """Try to POST `megabytes` MB without a token; the status the server answered."""
+    head = (
+        "POST /v1/tasks HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {megabytes * 1024 * 1024}\r\n\r\n"
+    ).encode()
+    chunk = b"0" * (1024 * 1024)
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(head)
+        try:
+            for _ in range(megabytes):
+                sock.sendall(chunk)
+        except OSError:
+            pass  # the server answered and closed: what it should do
+        answer = b""
+        try:
+            while b"\r\n" not in answer and (part := sock.recv(4096)):
+                answer += part
+        except OSError:
+            return 0
+    return int(answer[9:12]) if answer.startswith(b"HTTP/1.1 ") else 0
+
+
+def in_parallel(fn: Any, args: list[tuple[Any, ...]]) -> list[Any]:
+    results: list[Any] = [None] * len(args)
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            results[i] = fn(*args[i])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(args))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+def memory(url: str, tmp: Path, size: Size) -> dict[str, float]:
+    env = server_env(url, tmp)
+    token = tokens()[0]
+    path = big_export(url, tmp / "exports", size.download_mb)
+    expected = size.download_mb * 1024 * 1024
+    found: dict[str, float] = {}
+    port = harness_free_port()
+    with harness.processes([api_command(port)], env, tmp, "mem-downloads") as (proc,):
+        wait_healthy(proc, port)
+        download(port, path, token, expected)  # warm-up: every code path once
+        before = proc.memory_kb("VmHWM")
+        in_parallel(download, [(port, path, token, expected)] * 3)
+        found["downloads_growth_mb"] = (proc.memory_kb("VmHWM") - before) / 1024
+        found["idle_mb"] = before / 1024
+    port = harness_free_port()
+    with harness.processes([api_command(port)], env, tmp, "mem-bodies") as (proc,):
+        wait_healthy(proc, port)
+        anonymous_body(port, 1)
+        before = proc.memory_kb("VmHWM")
+        statuses = in_parallel(anonymous_body, [(port, size.body_mb)] * 4)
+        found["bodies_growth_mb"] = (proc.memory_kb("VmHWM") - before) / 1024
+        found["bodies_refused"] = sum(1 for s in statuses if s == 401)
+    return found
+
+
+# --- the result ------------------------------------------------------------------------------
+
+
+def run(mode: Mode) -> Result:
+    result = Result(NAME, TITLE)
+    size = SIZES[mode.name]
+    with harness.temp_database(NAME) as url, harness.scratch(NAME) as tmp:
+        (tmp / "exports").mkdir()
+        runs = throughput(url, tmp, size)
+        mem = memory(url, tmp, size)
+    api, local, base = runs["api"], runs["chalice_local"], runs["baseline"]
+    mix = f"{CLIENTS} keep-alive clients, create + status, {size.seconds:g} s"
+    result.add(
+        Row(
+            f"requests/s vs chalice local — {mix}",
+            round(api["rps"]),
+            "req/s",
+            round(local["rps"]),
+            "same handlers under chalice local",
+            harness.ratio(api["rps"], local["rps"]),
+            f"≥ {RPS_TARGET:g}x",
+            api["rps"] >= RPS_TARGET * local["rps"],
+        )
+    )
+    result.add(
+        Row(
+            f"requests/s vs bare endpoint — {mix}",
+            round(api["rps"]),
+            "req/s",
+            round(base["rps"]),
+            "raw psycopg INSERT/SELECT, same server",
+            harness.ratio(api["rps"], base["rps"]),
+            f"≥ {BASELINE_TARGET:g}x",
+            api["rps"] >= BASELINE_TARGET * base["rps"],
+        )
+    )
+    result.add(
+        Row(
+            "p99 latency",
+            round(api["p99_ms"], 1),
+            "ms",
+            round(local["p99_ms"], 1),
+            "chalice local",
+            harness.ratio(api["p99_ms"], local["p99_ms"]),
+            f"≤ {P99_TARGET_MS:g} ms",
+            api["p99_ms"] <= P99_TARGET_MS,
+        )
+    )
+    result.add(
+        Row(
+            "p50 latency",
+            round(api["p50_ms"], 2),
+            "ms",
+            round(local["p50_ms"], 2),
+            "chalice local",
+            harness.ratio(api["p50_ms"], local["p50_ms"]),
+        )
+    )
+    result.add(
+        Row(
+            "errors (non-2xx or broken)",
+            api["errors"],
+            "requests",
+            local["errors"],
+            "chalice local",
+            target="0",
+            met=api["errors"] == 0,
+            note=f"of {int(api['requests'])} requests",
+        )
+    )
+    result.add(
+        Row(
+            f"peak RSS growth, 3 concurrent downloads of a {size.download_mb} MB export",
+            round(mem["downloads_growth_mb"], 1),
+            "MB",
+            round(mem["idle_mb"]),
+            "API's peak RSS after one download",
+            target=f"< {DOWNLOAD_RSS_TARGET_MB} MB",
+            met=mem["downloads_growth_mb"] < DOWNLOAD_RSS_TARGET_MB,
+        )
+    )
+    result.add(
+        Row(
+            f"peak RSS growth, 4 anonymous {size.body_mb} MB bodies",
+            round(mem["bodies_growth_mb"], 1),
+            "MB",
+            target=f"< {BODY_RSS_TARGET_MB} MB",
+            met=mem["bodies_growth_mb"] < BODY_RSS_TARGET_MB,
+            note=f"{int(mem['bodies_refused'])} of 4 answered 401",
+        )
+    )
+    result.details = {"runs": runs, "memory": mem, "clients": CLIENTS, "users": USERS}
+    result.note = (
+        f"{mix} after {size.warmup:g} s of warm-up, one run each; memory on fresh API processes "
+        f"(peak RSS after a warm-up vs after the case); {os.cpu_count()} CPUs shared by client "
+        "and server"
+    )
+    return result

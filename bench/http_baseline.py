@@ -1,0 +1,95 @@
+"""The HTTP benchmark's baseline: the least an endpoint can do for the same requests, under the
+same server (uvicorn with `booklogr-tasks api`'s protocol and limits).
+
+    python -m bench.http_baseline --port N      (DATABASE_URL from the environment)
+
+POST /v1/tasks runs the INSERT of a task with raw psycopg (no auth, no validation, no model);
+GET /v1/tasks/<id> reads the row back. One autocommit connection per handler thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import psycopg
+import uvicorn
+from booklogr_tasks.core.settings import get_settings
+from booklogr_tasks.http.server import build_config
+
+INSERT = "INSERT INTO tasks (type, data, created_by) VALUES ('bench_noop', %s, %s) RETURNING id"
+SELECT = (
+    "SELECT id, type, status, worker, created_at, updated_on, created_by FROM tasks WHERE id = %s"
+)
+
+_local = threading.local()
+
+
+def _conn(url: str) -> psycopg.Connection[tuple[Any, ...]]:
+    conn: psycopg.Connection[tuple[Any, ...]] | None = getattr(_local, "conn", None)
+    if conn is None or conn.closed:
+        conn = psycopg.connect(url, autocommit=True)
+        _local.conn = conn
+    return conn
+
+
+def insert(url: str) -> bytes:
+    row = _conn(url).execute(INSERT, ('{"owner_id": 1}', 1)).fetchone()
+    assert row is not None
+    return json.dumps({"task_id": row[0], "status": "fresh"}).encode()
+
+
+def select(url: str, task_id: int) -> bytes:
+    row = _conn(url).execute(SELECT, (task_id,)).fetchone()
+    assert row is not None
+    keys = ("id", "type", "status", "worker", "created_at", "updated_on", "created_by")
+    return json.dumps(dict(zip(keys, row, strict=True)), default=str).encode()
+
+
+class Baseline:
+    def __init__(self, url: str, threads: int) -> None:
+        self.url = url
+        self.executor = ThreadPoolExecutor(threads)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        more = True
+        while more:  # drain the body
+            message = await receive()
+            more = message.get("more_body", False)
+        loop = asyncio.get_running_loop()
+        if scope["method"] == "POST":
+            status, body = 202, await loop.run_in_executor(self.executor, insert, self.url)
+        else:
+            task_id = int(scope["path"].rsplit("/", 1)[1])
+            status, body = 200, await loop.run_in_executor(self.executor, select, self.url, task_id)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    settings = get_settings()
+    app = Baseline(settings.database_url, settings.api_threads)
+    uvicorn.Server(build_config(args.host, args.port, settings, app)).run()
+
+
+if __name__ == "__main__":
+    main()

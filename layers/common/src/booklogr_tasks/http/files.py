@@ -1,0 +1,247 @@
+"""BookLogr's own /v1/files routes, so BookLogr's web app works against this service unchanged.
+
+- GET /v1/files: the caller's rows of BookLogr's `files` table, newest first. Every export this
+  service finishes gets a row there (jobs/exports/base.py), BookLogr's own exports have theirs,
+  so one list holds both, each file once. The migrations create `files` in BookLogr's shape
+  where BookLogr has not, so the table is always there.
+- GET /v1/files/<filename>: a file of that list. This service's exports are answered like
+  GET /v1/exports/<format>/<id> (the file, or a presigned link in S3 mode); BookLogr's own
+  are read from EXPORT_FOLDER, the folder BookLogr writes them to.
+- POST /v1/files: an import uploaded as multipart/form-data (`file`, `type`,
+  `allow_duplicates`), streamed to the store, run as an import task. The request waits a few
+  seconds for it: 200 "Imported X/Y books." as BookLogr answers, 422 with the import's error,
+  or 202 naming the task to follow when it takes longer.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime
+from typing import Any, BinaryIO
+
+from pydantic import BaseModel
+
+from booklogr_tasks.core.errors import (
+    ImportFailed,
+    InvalidField,
+    NotFound,
+    PayloadTooLarge,
+    TaskNotFound,
+    UploadTooLarge,
+)
+from booklogr_tasks.core.models import FINISHED, TaskReport, TaskStatus
+from booklogr_tasks.core.observability import logger
+from booklogr_tasks.core.settings import Settings
+from booklogr_tasks.db import files, tasks
+from booklogr_tasks.http.multipart import MultipartForm, boundary_of
+from booklogr_tasks.http.routes import (
+    UPLOAD_IMPORT_TYPES,
+    ExportFile,
+    ExportLink,
+    connection,
+    create_task,
+    local_file,
+    stored_export,
+    upload_types,
+)
+from booklogr_tasks.jobs import get_spec
+from booklogr_tasks.storage import CONTENT_TYPES, export_store, upload_key
+
+FILE_FIELD = "file"
+# A name BookLogr could have given a file: no path, nothing hidden.
+_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+_TRUE, _FALSE = {"true", "1", "on", "yes"}, {"false", "0", "off", "no", ""}
+# Polling an import the request waits for: quick at first, then at most twice a second.
+_FIRST_POLL_SECONDS, _MAX_POLL_SECONDS = 0.05, 0.5
+
+
+class FileView(BaseModel):
+    """BookLogr's shape: created_at is naive UTC without offset (the web app appends "Z")."""
+
+    id: int
+    filename: str
+    created_at: datetime | None
+
+
+class ImportAnswer(BaseModel):
+    message: str
+    task_id: int
+    status: TaskStatus
+    result: dict[str, Any] | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+
+def list_files(settings: Settings, owner_id: int) -> list[FileView]:
+    with connection(settings) as conn:
+        records = files.list_files(conn, owner_id)
+    if not records:
+        # BookLogr answers 404 here, and its web app expects it (it ignores a 404).
+        raise NotFound("you have no files yet; request an export and it will be listed here")
+    return [FileView.model_validate(r.model_dump()) for r in records]
+
+
+def open_file(settings: Settings, owner_id: int, filename: str) -> ExportFile | ExportLink:
+    """A file of the caller's list: an export of this service, or one of BookLogr's own."""
+    if not _FILENAME.fullmatch(filename):
+        raise _no_file(filename)
+    with connection(settings) as conn:
+        if files.get_file(conn, owner_id, filename) is None:
+            raise _no_file(filename)
+        export = files.export_of_file(conn, owner_id, filename)
+    if export is not None:
+        return stored_export(settings, export, filename)
+    extension = filename.rsplit(".", 1)[-1].lower()
+    content_type = CONTENT_TYPES.get(extension)
+    return local_file(
+        settings,
+        filename,
+        filename,
+        "application/octet-stream" if content_type is None else f"{content_type}; charset=utf-8",
+        f"the file {filename!r}",
+    )
+
+
+def upload_import(
+    settings: Settings,
+    owner_id: int,
+    content_type: str | None,
+    content_length: str | None,
+    body: BinaryIO,
+) -> ImportAnswer:
+    """Store the uploaded file, create its import task, and wait briefly for the outcome."""
+    boundary = boundary_of(content_type)
+    limit, body_limit = settings.max_upload_bytes, settings.max_upload_body_bytes
+    if content_length is not None and content_length.isdigit() and int(content_length) > body_limit:
+        raise _too_large(limit)
+    form = MultipartForm(body, boundary, body_limit, FILE_FIELD)
+    store = export_store(settings)
+    key: str | None = None
+    size = 0
+    try:
+        if form.find_file():
+            key = upload_key(owner_id)
+            try:
+                size = store.save_upload(key, form.file(), limit)
+            except UploadTooLarge:
+                key = None  # save_upload removed what it wrote
+                raise _too_large(limit) from None
+        form.finish()
+        if key is None:
+            raise InvalidField(
+                f"the form has no `{FILE_FIELD}` part: send the file to import in `{FILE_FIELD}`"
+            )
+        if size == 0:
+            raise InvalidField("the uploaded file is empty: choose the file to import")
+        task_type = _import_type(form.fields.get("type"))
+        allow_duplicates = _flag(form.fields.get("allow_duplicates"), "allow_duplicates")
+        accepted = create_task(
+            settings, owner_id, task_type, {"file": key, "allow_duplicates": allow_duplicates}
+        )
+    except BaseException:
+        if key is not None:
+            _delete_quietly(store.delete, key)
+        raise
+    logger.info(
+        "import uploaded",
+        extra={"task_id": accepted.task_id, "task_type": task_type, "bytes": size},
+    )
+    return _outcome(settings, owner_id, accepted.task_id, settings.upload_wait_seconds)
+
+
+def _outcome(settings: Settings, owner_id: int, task_id: int, wait_seconds: float) -> ImportAnswer:
+    """The import's outcome if it finishes within `wait_seconds`, else a pointer to the task."""
+    deadline = time.monotonic() + wait_seconds
+    pause = _FIRST_POLL_SECONDS
+    while True:
+        report = _task(settings, owner_id, task_id)
+        remaining = deadline - time.monotonic()
+        if report.status in FINISHED or remaining <= 0:
+            break
+        time.sleep(min(pause, remaining))
+        pause = min(pause * 2, _MAX_POLL_SECONDS)
+    if report.status == "failure":
+        raise ImportFailed(f"the import failed: {report.error or 'no reason was given'}")
+    if report.status == "success":
+        return ImportAnswer(
+            message=imported_message(report.result or {}),
+            task_id=task_id,
+            status=report.status,
+            result=report.result,
+        )
+    return ImportAnswer(
+        message=(
+            f"The import is running as task {task_id}; its books appear when it finishes. "
+            f"Follow it at /v1/tasks/{task_id}."
+        ),
+        task_id=task_id,
+        status=report.status,
+    )
+
+
+def imported_message(result: dict[str, Any]) -> str:
+    """BookLogr's answer: the books imported out of the rows the file held."""
+    imported = int(result.get("imported", 0))
+    rows = result.get("rows")
+    if not isinstance(rows, int):  # results of imports that did not count the rows
+        rows = imported + int(result.get("skipped_duplicates", 0))
+        rows += len(result.get("skipped_invalid") or [])
+    return f"Imported {imported}/{rows} books."
+
+
+def _task(settings: Settings, owner_id: int, task_id: int) -> TaskReport:
+    with connection(settings) as conn:
+        try:
+            return tasks.get_task(conn, task_id, owner_id)
+        except TaskNotFound:
+            # Deleted while we waited (retention cannot, it is not finished): say so plainly.
+            raise NotFound(f"import task {task_id} no longer exists") from None
+
+
+def _import_type(value: str | None) -> str:
+    known = upload_types()
+    if value is None or not value.strip():
+        raise InvalidField(f"the form has no `type`; send one of: {', '.join(known)}")
+    task_type = UPLOAD_IMPORT_TYPES.get(value.strip().lower())
+    if task_type is None or get_spec(task_type) is None:
+        shown = value if len(value) <= 40 else value[:40] + "…"
+        raise InvalidField(f"unknown import type {shown!r}; known types: {', '.join(known)}")
+    return task_type
+
+
+def _flag(value: str | None, name: str) -> bool:
+    text = (value or "").strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise InvalidField(f"`{name}` must be true or false")
+
+
+def _delete_quietly(delete: Any, key: str) -> None:
+    try:
+        delete(key)
+    except Exception as exc:  # the request's own error matters more than the cleanup's
+        logger.warning("could not delete an upload", extra={"key": key, "error": str(exc)})
+
+
+def _no_file(filename: str) -> NotFound:
+    shown = filename if len(filename) <= 60 else filename[:60] + "…"
+    return NotFound(f"you have no file named {shown!r}")
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"the file is larger than the upload limit of {limit} bytes")
+
+
+__all__ = [
+    "FileView",
+    "ImportAnswer",
+    "imported_message",
+    "list_files",
+    "open_file",
+    "upload_import",
+]

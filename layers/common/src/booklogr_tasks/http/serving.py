@@ -1,0 +1,83 @@
+"""What functions/app.py and the production server (http/asgi.py) agree on.
+
+The Chalice app runs in two places: on Lambda behind API Gateway, and in the threads of
+`booklogr-tasks api`. A few things differ, and the app asks this module instead of guessing:
+- `under_server()`: the current thread is one of the server's handler threads. Then the server
+  writes the request's log line (it also answers requests the app never sees) and streams files.
+- `SEND_FILE_HEADER`: a view that answers with a file on this machine's disk puts its path in this
+  header and leaves the body empty; the server strips the header and streams the file in chunks.
+  Only a view can set it (the server never copies request headers into an answer), and the path
+  comes from the database, never from the request.
+- `body_limit("setting")`: a route whose bodies are bounded by another setting than
+  MAX_BODY_BYTES (an upload route); the server enforces it while reading.
+- `public(view)`: a route anyone may call. The server checks the `Authorization` header of every
+  other route before it reads a request's body, so nobody unauthenticated can make it hold one.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+SEND_FILE_HEADER = "X-Booklogr-Tasks-Send-File"
+PUBLIC_ATTRIBUTE = "booklogr_tasks_public"
+BODY_LIMIT_ATTRIBUTE = "booklogr_tasks_body_limit"
+
+F = TypeVar("F", bound=Callable[..., object])
+
+_thread = threading.local()
+
+
+def mark_server_thread() -> None:
+    """Called once in each of the server's handler threads (the thread pool's initializer)."""
+    _thread.under_server = True
+
+
+def under_server() -> bool:
+    return bool(getattr(_thread, "under_server", False))
+
+
+def on_lambda() -> bool:
+    """Running in AWS Lambda, where CloudWatch reads metrics from the log stream."""
+    return "AWS_LAMBDA_FUNCTION_NAME" in os.environ
+
+
+def public(view: F) -> F:
+    """Mark a view that needs no token (health, the OpenAPI document)."""
+    setattr(view, PUBLIC_ATTRIBUTE, True)
+    return view
+
+
+def is_public(view: object) -> bool:
+    return bool(getattr(view, PUBLIC_ATTRIBUTE, False))
+
+
+def body_limit(setting: str) -> Callable[[F], F]:
+    """Mark a view whose bodies may be as large as the setting named here (a field of
+    core.settings.Settings holding a byte count, e.g. an upload limit) instead of
+    MAX_BODY_BYTES. The server enforces it while the body arrives."""
+
+    def mark(view: F) -> F:
+        setattr(view, BODY_LIMIT_ATTRIBUTE, setting)
+        return view
+
+    return mark
+
+
+def body_limit_setting(view: object) -> str:
+    """The name of the setting that bounds this view's request bodies."""
+    return str(getattr(view, BODY_LIMIT_ATTRIBUTE, "max_body_bytes"))
+
+
+__all__ = [
+    "SEND_FILE_HEADER",
+    "body_limit",
+    "body_limit_setting",
+    "is_public",
+    "mark_server_thread",
+    "on_lambda",
+    "public",
+    "under_server",
+]

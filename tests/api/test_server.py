@@ -1,0 +1,373 @@
+"""`booklogr-tasks api` as a real process (uvicorn): what the server does around the app.
+
+Requests travel over real sockets, some written by hand (bodies that are never sent, broken
+HTTP, heads that never end), so the checks are about what the server answers before it reads a
+body, not about what a client library would send."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+import requests
+from booklogr_tasks.core.settings import Settings
+from booklogr_tasks.db.pool import close_pools, connect
+from booklogr_tasks.http.serving import SEND_FILE_HEADER
+from booklogr_tasks.worker.runner import Runner
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from tests.api.support import SECRET, free_port, mint_token
+from tests.helpers import ServiceProcess, insert_task, seed_books, service, wait_until
+
+pytestmark = pytest.mark.slow
+
+BODY_LIMIT = 65536
+BROWSER = "http://localhost:5150"
+
+
+@dataclass
+class Api:
+    base: str
+    port: int
+    url: str  # the database
+    folder: Path
+    proc: ServiceProcess
+
+
+def auth(user: int) -> dict[str, str]:
+    return {"Authorization": f"Bearer {mint_token(user)}"}
+
+
+@pytest.fixture(scope="module")
+def api(
+    pg_server_url: str, template_db: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Api]:
+    name = f"bt_srv_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_server_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}" STRATEGY FILE_COPY')
+    folder = tmp_path_factory.mktemp("server")
+    url = make_conninfo(**{**conninfo_to_dict(pg_server_url), "dbname": name})
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "EXPORT_FOLDER": str(folder / "exports"),
+        "AUTH_SECRET_KEY": SECRET,
+        "SINGLE_USER_MODE": "false",
+        "MAX_BODY_BYTES": str(BODY_LIMIT),
+        "MAX_PENDING_TASKS_PER_USER": "100000",
+        "API_REQUEST_TIMEOUT_SECONDS": "2",
+        "API_THREADS": "4",
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+    }
+    for key in ("EXPORT_BUCKET", "CORS_ORIGINS", "AWS_LAMBDA_FUNCTION_NAME"):
+        env.pop(key, None)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with service(["api", "--port", str(port)], env, folder / "api.log") as proc:
+            wait_until(lambda: _answers(base), what=f"the API to answer\n{proc.log()}")
+            yield Api(base, port, url, folder, proc)
+    finally:
+        close_pools()
+        with psycopg.connect(pg_server_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _answers(base: str) -> bool:
+    try:
+        return requests.get(f"{base}/healthz", timeout=2).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+def raw(api: Api, data: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send `data` as is, read the whole answer (the server closes after it)."""
+    with socket.create_connection(("127.0.0.1", api.port), timeout=30) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+            if b"\r\n\r\n" in answer:
+                head, _, body = answer.partition(b"\r\n\r\n")
+                length = _content_length(head)
+                if length is not None and len(body) >= length:
+                    break
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return status, headers, body
+
+
+def _content_length(head: bytes) -> int | None:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return None
+
+
+def json_error(status: int, body: bytes, expected: int) -> dict[str, str]:
+    assert status == expected, body
+    parsed = json.loads(body)
+    assert set(parsed) == {"error", "message"}, parsed
+    return parsed
+
+
+# --- concurrency: one request's user is never another's ---------------------------------------
+
+
+def test_concurrent_requests_of_two_users_never_see_each_other(api: Api) -> None:
+    """Two users, eight threads each, create-then-read in a loop through 4 handler threads. With
+    one shared `current_request`, a view would now and then read the other user's token."""
+    mistakes: list[str] = []
+
+    def user_loop(user: int) -> None:
+        session = requests.Session()
+        headers = {**auth(user), "Content-Type": "application/json"}
+        for _ in range(15):
+            created = session.post(
+                f"{api.base}/v1/tasks", data=b'{"type": "csv_export"}', headers=headers
+            )
+            task_id = created.json()["task_id"]
+            seen = session.get(f"{api.base}/v1/tasks/{task_id}", headers=headers)
+            if seen.status_code != 200 or seen.json()["created_by"] != user:
+                mistakes.append(f"user {user} got {seen.status_code} {seen.text[:80]}")
+            listed = session.get(f"{api.base}/v1/tasks?limit=5", headers=headers).json()
+            if any(item["created_by"] != user for item in listed["items"]):
+                mistakes.append(f"user {user} listed another user's task")
+
+    threads = [threading.Thread(target=user_loop, args=(7 + i % 2,)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert not mistakes, mistakes[:5]
+    with connect(api.url) as conn:
+        rows = conn.execute(
+            "SELECT created_by, data FROM tasks WHERE created_by IN (7, 8)"
+        ).fetchall()
+    assert len(rows) == 16 * 15
+    assert all(json.loads(row["data"])["owner_id"] == row["created_by"] for row in rows)
+
+
+# --- bodies ------------------------------------------------------------------------------------
+
+
+def test_a_declared_length_over_the_limit_is_413_without_sending_the_body(api: Api) -> None:
+    head = (
+        "POST /v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {mint_token(5)}\r\nContent-Length: 12000000000000\r\n\r\n"
+    )
+    status, headers, body = raw(api, head.encode())
+    assert json_error(status, body, 413)["error"] == "payload_too_large"
+    assert headers["connection"] == "close"
+
+
+def test_an_unauthenticated_body_is_refused_before_it_is_sent(api: Api) -> None:
+    head = (
+        "POST /v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {250 * 1024 * 1024}\r\n\r\n"
+    )
+    status, headers, body = raw(api, head.encode())
+    assert json_error(status, body, 401)["error"] == "unauthorized"
+    assert headers["www-authenticate"].startswith("Bearer")
+    forged = head.replace("Host: x", f"Host: x\r\nAuthorization: Bearer {mint_token(5, 'other')}")
+    status, _, body = raw(api, forged.encode())
+    json_error(status, body, 401)
+
+
+def _chunked(payload: bytes, size: int = 1000) -> bytes:
+    parts = [payload[i : i + size] for i in range(0, len(payload), size)]
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+
+
+def test_chunked_bodies_work_and_are_cut_off_at_the_limit(api: Api) -> None:
+    head = (
+        "POST /v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {mint_token(5)}\r\nTransfer-Encoding: chunked\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    status, headers, body = raw(api, head + _chunked(b'{"type": "csv_export"}', 5))
+    assert status == 202, body
+    assert headers["location"].startswith("/v1/tasks/")
+
+    too_big = json.dumps({"type": "csv_export", "data": {"pad": "x" * BODY_LIMIT}}).encode()
+    status, _, body = raw(api, head + _chunked(too_big))
+    assert json_error(status, body, 413)["error"] == "payload_too_large"
+
+
+def test_a_body_that_stops_arriving_times_out(api: Api) -> None:
+    head = (
+        "POST /v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {mint_token(5)}\r\nContent-Length: 100\r\n\r\n"
+        '{"type": '
+    )
+    status, _, body = raw(api, head.encode())
+    assert json_error(status, body, 408)["error"] == "request_timeout"
+
+
+def test_a_head_that_never_ends_is_cut_off(api: Api) -> None:
+    with socket.create_connection(("127.0.0.1", api.port), timeout=60) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        assert sock.recv(1024) == b""  # closed by the server, no answer
+
+
+# --- every answer JSON, nothing echoed -----------------------------------------------------------
+
+
+def test_unknown_route_is_404_json_and_echoes_no_header(api: Api) -> None:
+    token = mint_token(5)
+    response = requests.get(
+        f"{api.base}/nope/x", headers={"Authorization": f"Bearer {token}", "Origin": BROWSER}
+    )
+    assert json_error(response.status_code, response.content, 404)["error"] == "not_found"
+    assert token.encode() not in response.content
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_wrong_method_is_405_json_with_allow(api: Api) -> None:
+    response = requests.delete(f"{api.base}/v1/tasks", headers={"Origin": BROWSER})
+    assert json_error(response.status_code, response.content, 405)["error"] == (
+        "method_not_allowed"
+    )
+    assert response.headers["Allow"] == "GET, OPTIONS, POST"
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GARBAGE\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n", 431),
+        (b"GET /v1/tasks/" + b"1" * 10_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    ],
+    ids=["garbage", "bad-header", "big-header", "long-url"],
+)
+def test_broken_or_oversized_requests_get_json(api: Api, request_bytes: bytes, status: int) -> None:
+    got, headers, body = raw(api, request_bytes)
+    json_error(got, body, status)
+    assert headers["content-type"] == "application/json"
+
+
+def test_a_head_over_the_limit_sent_in_pieces_gets_431(api: Api) -> None:
+    with socket.create_connection(("127.0.0.1", api.port), timeout=30) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        for _ in range(40):
+            try:
+                sock.sendall(b"X-Pad: " + b"a" * 1000 + b"\r\n")
+            except OSError:
+                break
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431"), answer[:200]
+    assert json.loads(body)["error"] == "headers_too_large"
+
+
+# --- CORS ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/v1/tasks", "/v1/tasks/12", "/v1/exports/csv/1", "/healthz"])
+def test_preflights_are_answered_for_every_route(api: Api, path: str) -> None:
+    response = requests.options(
+        f"{api.base}{path}",
+        headers={
+            "Origin": BROWSER,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization",
+        },
+    )
+    assert response.status_code == 204
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Authorization" in response.headers["Access-Control-Allow-Headers"]
+
+
+def test_the_servers_own_refusals_carry_cors(api: Api) -> None:
+    head = (
+        "POST /v1/tasks HTTP/1.1\r\nHost: x\r\nOrigin: http://localhost:5150\r\n"
+        "Content-Type: application/json\r\nContent-Length: 5000000\r\n\r\n"
+    )
+    status, headers, _ = raw(api, head.encode())
+    assert status == 401
+    assert headers["access-control-allow-origin"] == "*"
+    assert "Retry-After" in headers["access-control-expose-headers"]
+
+
+# --- downloads -----------------------------------------------------------------------------------
+
+
+def test_a_download_is_streamed_and_never_shows_the_servers_path(api: Api) -> None:
+    with connect(api.url, autocommit=True) as conn:
+        seed_books(conn, owner_id=5, count=200)
+        task_id = insert_task(conn, "csv_export", {"owner_id": 5}, 5)
+    settings = Settings(database_url=api.url, export_folder=api.folder / "exports")
+    assert Runner(settings, "test").run_by_id(task_id) == "success"
+    task = requests.get(f"{api.base}/v1/tasks/{task_id}", headers=auth(5)).json()
+
+    response = requests.get(f"{api.base}{task['result']['download']}", headers=auth(5))
+
+    assert response.status_code == 200
+    stored = next((api.folder / "exports").rglob("*.csv"))
+    assert response.content == stored.read_bytes()
+    assert response.headers["Content-Length"] == str(stored.stat().st_size)
+    assert response.headers["Content-Disposition"].startswith("attachment;")
+    assert SEND_FILE_HEADER.lower() not in {k.lower() for k in response.headers}
+    assert str(api.folder).encode() not in response.content
+    other = requests.get(f"{api.base}{task['result']['download']}", headers=auth(6))
+    json_error(other.status_code, other.content, 404)
+
+
+# --- the database going away ---------------------------------------------------------------------
+
+
+def test_after_the_database_dropped_every_connection_the_next_request_succeeds(api: Api) -> None:
+    for _ in range(3):
+        assert requests.get(f"{api.base}/v1/tasks", headers=auth(5)).status_code == 200
+    with psycopg.connect(api.url, autocommit=True) as admin:
+        dropped = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+    assert dropped is not None and dropped[0] >= 1
+    assert requests.get(f"{api.base}/v1/tasks", headers=auth(5)).status_code == 200
+    assert requests.get(f"{api.base}/healthz").status_code == 200
+
+
+# --- logs ----------------------------------------------------------------------------------------
+
+
+def test_one_log_line_per_request_and_no_metric_blobs(api: Api) -> None:
+    marker = f"/v1/tasks/{uuid.uuid4().int % 10**12}"
+    before = api.proc.log().count('"message":"request"')
+    for _ in range(3):
+        requests.get(f"{api.base}{marker}", headers=auth(5))
+    requests.get(f"{api.base}/unknown")
+    wait_until(
+        lambda: api.proc.log().count('"message":"request"') >= before + 4, what="the log lines"
+    )
+    log = api.proc.log()
+    assert log.count('"message":"request"') == before + 4
+    lines = [line for line in log.splitlines() if line.strip()]
+    # JSON events, and uvicorn's warnings about the broken requests other tests sent.
+    stray = [line for line in lines if not line.startswith(("{", "uvicorn: "))]
+    assert not stray, stray[:3]
+    assert '"_aws"' not in log
+    entries = [json.loads(line) for line in lines if '"message":"request"' in line]
+    assert {"route", "status", "duration_ms"} <= set(entries[-1])
+
+
+def test_the_log_never_shows_a_token(api: Api) -> None:
+    token = mint_token(5)
+    requests.get(f"{api.base}/v1/tasks", headers={"Authorization": f"Bearer {token}"})
+    assert token not in api.proc.log()

@@ -1,0 +1,139 @@
+"""http/asgi.py driven directly (no socket, no database): a Chalice app of its own routes is
+served without any change to the server, bodies are bounded per route, nothing is read before
+the caller is known."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import jwt
+from booklogr_tasks.core.settings import Settings
+from booklogr_tasks.http.asgi import Api
+from booklogr_tasks.http.dispatch import per_thread_requests
+from booklogr_tasks.http.serving import body_limit, mark_server_thread, public
+from chalice import Chalice, Response
+
+SECRET = "unit-secret-key-of-sufficient-length-0123456789"
+
+
+class UploadSettings(Settings):
+    max_upload_bytes: int = 1000
+
+
+def make_app() -> Any:
+    app = Chalice(app_name="unit", configure_logs=False)
+
+    @app.route("/echo/{name}", methods=["POST"])
+    def echo(name: str) -> Response:
+        request = app.current_request
+        assert request is not None
+        return Response(body={"name": name, "size": len(request.raw_body)})
+
+    @app.route("/upload", methods=["POST"], content_types=["application/octet-stream"])
+    @body_limit("max_upload_bytes")
+    def upload() -> Response:
+        request = app.current_request
+        assert request is not None
+        return Response(body={"size": len(request.raw_body)})
+
+    @app.route("/open", methods=["POST"])
+    @public
+    def open_route() -> Response:
+        return Response(body={"ok": True})
+
+    per_thread_requests(app)
+    return app
+
+
+def call(
+    api: Api, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes, int]:
+    """One request; also how many body messages the app pulled."""
+    sent: list[dict[str, Any]] = []
+    pulled = 0
+    chunks = [body[i : i + 100] for i in range(0, len(body), 100)] or [b""]
+
+    async def receive() -> dict[str, Any]:
+        nonlocal pulled
+        pulled += 1
+        chunk = chunks.pop(0)
+        return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    raw_headers = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    if body:
+        raw_headers.append((b"content-length", str(len(body)).encode()))
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": raw_headers,
+        "client": ("127.0.0.1", 1),
+    }
+    asyncio.run(api(scope, receive, send))
+    start = sent[0]
+    answer = b"".join(m.get("body", b"") for m in sent[1:])
+    head = {k.decode().lower(): v.decode() for k, v in start["headers"]}
+    return start["status"], head, answer, pulled
+
+
+def make_api() -> Api:
+    settings = UploadSettings(auth_secret_key=SECRET, max_body_bytes=300)
+    executor = ThreadPoolExecutor(2, initializer=mark_server_thread)
+    return Api(make_app(), settings, executor)
+
+
+def token() -> dict[str, str]:
+    return {"Authorization": "Bearer " + jwt.encode({"id": 3, "exp": 2**40}, SECRET, "HS256")}
+
+
+def test_any_route_of_the_app_is_served_with_its_parameters() -> None:
+    status, headers, body, _ = call(
+        make_api(),
+        "POST",
+        "/echo/%C3%A9t%C3%A9",
+        b"{}",
+        {**token(), "Content-Type": "application/json"},
+    )
+    assert status == 200
+    assert json.loads(body) == {"name": "été", "size": 2}
+    assert headers["content-type"] == "application/json"
+
+
+def test_the_default_body_limit_and_a_routes_own() -> None:
+    api = make_api()
+    octet = {**token(), "Content-Type": "application/octet-stream"}
+    status, _, body, _ = call(api, "POST", "/echo/x", b"x" * 301, {**token()})
+    assert status == 413 and json.loads(body)["error"] == "payload_too_large"
+    status, _, body, _ = call(api, "POST", "/upload", b"x" * 900, octet)
+    assert status == 200 and json.loads(body) == {"size": 900}
+    status, _, _, _ = call(api, "POST", "/upload", b"x" * 1001, octet)
+    assert status == 413
+
+
+def test_no_body_is_read_before_the_caller_is_known() -> None:
+    api = make_api()
+    status, headers, body, pulled = call(api, "POST", "/echo/x", b"{}" * 10)
+    assert status == 401 and pulled == 0
+    assert headers["connection"] == "close"
+    assert json.loads(body)["error"] == "unauthorized"
+    # A public route reads its body without a token.
+    status, _, _, pulled = call(api, "POST", "/open", b"{}", {"Content-Type": "application/json"})
+    assert status == 200 and pulled == 1
+
+
+def test_unknown_routes_and_methods_are_json() -> None:
+    api = make_api()
+    status, _, body, _ = call(api, "GET", "/nowhere")
+    assert status == 404 and set(json.loads(body)) == {"error", "message"}
+    status, headers, body, _ = call(api, "GET", "/upload")
+    assert status == 405 and headers["allow"] == "OPTIONS, POST"
+    status, headers, _, _ = call(api, "OPTIONS", "/upload", headers={"Origin": "http://x"})
+    assert status == 204 and headers["access-control-allow-origin"] == "*"
