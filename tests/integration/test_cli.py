@@ -53,3 +53,24 @@ def test_bad_configuration_is_named(env: dict[str, str]) -> None:
     out = _run(["queue"], {**env, "TASK_LEASE_SECONDS": "soon"})
     assert out.returncode == 2
     assert "TASK_LEASE_SECONDS" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_migrate_waits_for_the_database_then_says_it_never_answered(
+    env: dict[str, str],
+) -> None:
+    # Nothing listens on the port of a socket that was just closed.
+    from tests.integration.http_calls import free_port
+
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/booklogr"
+    out = _run(["migrate", "--wait", "1.5"], {**env, "DATABASE_URL": url})
+    assert out.returncode == 2
+    assert "waiting for the database" in out.stderr
+    assert "did not answer within 1.5 s" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_migrate_with_wait_migrates_a_database_that_answers(
+    env: dict[str, str], empty_db_url: str
+) -> None:
+    out = _run(["migrate", "--wait", "30"], {**env, "DATABASE_URL": empty_db_url})
+    assert out.returncode == 0 and out.stdout.startswith("applied: 0001_tasks.sql")
+    assert "waiting" not in out.stderr

@@ -6,6 +6,7 @@ import argparse
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from types import FrameType
 
@@ -22,7 +23,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="booklogr-tasks", description="Background tasks (exports, imports) for BookLogr."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("migrate", help="create or update the database schema (idempotent)")
+    migrate = sub.add_parser("migrate", help="create or update the database schema (idempotent)")
+    migrate.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="keep trying to connect for this long while the database is not up yet (default: 0)",
+    )
 
     listen = sub.add_parser("listen", help="run a listener: pick up tasks and run them")
     listen.add_argument(
@@ -56,10 +64,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cmd_migrate() -> int:
+def wait_for_database(url: str, seconds: float) -> str | None:
+    """Try to connect until the database answers; return None then, else the last error.
+
+    A database container may report healthy a moment before it accepts every client, and its
+    first boot restarts the server once: a one-shot migration retries instead of failing.
+    """
+    import psycopg
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            psycopg.connect(url, connect_timeout=5).close()
+            return None
+        except psycopg.OperationalError as exc:
+            error = str(exc).strip()
+            if time.monotonic() >= deadline:
+                return error
+            print(f"waiting for the database: {error}", file=sys.stderr, flush=True)
+            time.sleep(1.0)
+
+
+def cmd_migrate(wait_seconds: float) -> int:
     from booklogr_tasks.db.migrate import migrate
 
-    applied = migrate(get_settings().database_url)
+    url = get_settings().database_url
+    if wait_seconds > 0:
+        error = wait_for_database(url, wait_seconds)
+        if error is not None:
+            print(
+                f"booklogr-tasks: the database did not answer within {wait_seconds:g} s: {error}",
+                file=sys.stderr,
+            )
+            return 2
+    applied = migrate(url)
     print("applied: " + ", ".join(applied) if applied else "schema is up to date")
     return 0
 
@@ -94,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "migrate":
-            return cmd_migrate()
+            return cmd_migrate(args.wait)
         if args.command == "listen":
             return cmd_listen(args.types, args.concurrency, args.nickname)
         if args.command == "queue":
