@@ -5,19 +5,24 @@ then published. The worker publishes inside the transaction that records the exp
 task's success, and discards the pending file if that transaction does not commit, so a crash at
 any point leaves either no row or a complete file.
 
-Keys are `<owner_id>/<format>-<task_id>-<export_id>.<ext>`: made from database ids only, so task
-data cannot steer them, and every attempt at a task can find what an earlier, lost attempt left.
+Keys are `<owner_id>/<format>-<task_id>-<export_id>-<random>.<ext>`: made from database ids and
+a random part only, so task data cannot steer them, and every attempt at a task can find what an
+earlier, lost attempt left (by the `<format>-<task_id>-` prefix). The random part keeps names
+from colliding across databases: a database created afresh (a deleted data folder, another
+DATABASE_URL) counts its ids from 1 again, and its exports must not overwrite older files in a
+folder or bucket that outlived the database.
 """
 
 from __future__ import annotations
 
+import secrets
 from typing import Protocol
 
 CONTENT_TYPES = {"csv": "text/csv", "html": "text/html", "json": "application/json"}
 
 
 def export_key(owner_id: int, fmt: str, task_id: int, export_id: int) -> str:
-    return f"{owner_id}/{fmt}-{task_id}-{export_id}.{fmt}"
+    return f"{owner_id}/{fmt}-{task_id}-{export_id}-{secrets.token_hex(4)}.{fmt}"
 
 
 def download_name(fmt: str, export_id: int) -> str:
