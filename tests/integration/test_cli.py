@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
+
+import jwt
 
 from tests.helpers import insert_task
 
@@ -74,3 +78,20 @@ def test_migrate_with_wait_migrates_a_database_that_answers(
     out = _run(["migrate", "--wait", "30"], {**env, "DATABASE_URL": empty_db_url})
     assert out.returncode == 0 and out.stdout.startswith("applied: 0001_tasks.sql")
     assert "waiting" not in out.stderr
+
+
+def test_token_is_signed_with_the_secret_file_and_looks_like_booklogrs(tmp_path: Path) -> None:
+    secret_file = tmp_path / "auth-secret"
+    secret_file.write_text("a-local-secret-of-sufficient-length-0123456789\n")
+    env = {k: v for k, v in os.environ.items() if k != "AUTH_SECRET_KEY"}
+    out = _run(["token", "--user", "7", "--secret-file", str(secret_file)], env)
+    assert out.returncode == 0, out.stderr
+    claims = jwt.decode(
+        out.stdout.strip(), "a-local-secret-of-sufficient-length-0123456789", ["HS256"]
+    )
+    assert claims["id"] == 7 and claims["type"] == "access" and claims["jti"]
+    assert claims["exp"] - claims["iat"] == 5 * 24 * 3600
+
+    missing = _run(["token", "--secret-file", str(tmp_path / "nothing")], env)
+    assert missing.returncode == 2 and "--secret-file" in missing.stderr
+    assert "Traceback" not in missing.stderr

@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 
 from booklogr_tasks.core.errors import SchemaOutOfDate, SettingsError
@@ -61,6 +62,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("queue", help="show what is waiting, running and failed")
+
+    token = sub.add_parser(
+        "token", help="print an access token like BookLogr's, to try the API with curl"
+    )
+    token.add_argument("--user", type=int, default=1, help="the user id in the token (default 1)")
+    token.add_argument(
+        "--secret-file",
+        type=Path,
+        default=None,
+        help="file holding the signing secret (default: $AUTH_SECRET_KEY, else the one "
+        "`booklogr-tasks dev` keeps in .booklogr-tasks/auth-secret)",
+    )
+    token.add_argument(
+        "--hours", type=float, default=None, help="lifetime (default: 120, as BookLogr's)"
+    )
     return parser
 
 
@@ -128,6 +144,25 @@ def cmd_queue() -> int:
     return 0
 
 
+def cmd_token(user_id: int, secret_file: Path | None, hours: float | None) -> int:
+    from booklogr_tasks.devtools.dev import DEV_HOME, SECRET_FILE
+    from booklogr_tasks.devtools.tokens import (
+        DEFAULT_LIFETIME_SECONDS,
+        NoSecret,
+        mint_token,
+        read_secret,
+    )
+
+    try:
+        secret = read_secret(secret_file, DEV_HOME / SECRET_FILE)
+    except NoSecret as exc:
+        print(f"booklogr-tasks token: {exc}", file=sys.stderr)
+        return 2
+    lifetime = DEFAULT_LIFETIME_SECONDS if hours is None else int(hours * 3600)
+    print(mint_token(secret, user_id, lifetime))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -137,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_listen(args.types, args.concurrency, args.nickname)
         if args.command == "queue":
             return cmd_queue()
+        if args.command == "token":
+            return cmd_token(args.user, args.secret_file, args.hours)
         if args.command == "api":
             from booklogr_tasks.http.server import serve
 
