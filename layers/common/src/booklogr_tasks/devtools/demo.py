@@ -178,11 +178,13 @@ def seed_demo_library(database_url: str) -> DemoState:
             ).fetchone()  # fmt: skip
             assert inserted is not None
             book_id = inserted["id"]
+            # Notes written as the book ended (or, while it is being read, as it began).
+            noted = _day(book.ended) if book.ended else created
             for note in book.notes:
                 conn.execute(
                     """INSERT INTO notes (book_id, content, quote_page, visibility, created_on)
                        VALUES (%s, %s, %s, %s, %s)""",
-                    (book_id, note.content, note.quote_page, note.visibility, created),
+                    (book_id, note.content, note.quote_page, note.visibility, noted),
                 )
             if book.started:
                 # As BookLogr records them: one session per reading, closed with the status
