@@ -20,6 +20,7 @@ import psutil
 import psycopg
 import pytest
 from booklogr_tasks.devtools.demo import LIBRARY
+from booklogr_tasks.devtools.dev import dev_export_folder
 
 from tests.helpers import service, wait_until
 from tests.integration.http_calls import (
@@ -92,6 +93,17 @@ def test_dev_with_database_url_runs_the_demo_and_stops_on_one_sigint(
         kill_all(spawned)
 
 
+def test_dev_keeps_each_databases_exports_in_a_folder_of_its_own(
+    db_url: str, empty_db_url: str, tmp_path: Path
+) -> None:
+    home = tmp_path / ".booklogr-tasks"
+    mine = dev_export_folder(home, db_url)
+    assert mine == dev_export_folder(home, db_url), "the same database, the same folder"
+    assert mine.parent == (home / "exports").resolve()
+    # Another database counts its ids from 1 too: its files must not land beside these.
+    assert dev_export_folder(home, empty_db_url) != mine
+
+
 # --- the embedded PostgreSQL ---------------------------------------------------------------
 
 
@@ -158,7 +170,11 @@ def test_dev_embedded_keeps_its_data_and_takes_over_an_orphaned_server(
             assert "survives restarts" in export_csv(base, token_for(secret, 7))
             # Exports live in the data folder: deleting it deletes everything of this database.
             exports = (embedded_home / ".booklogr-tasks" / "exports").resolve()
-            assert re.search(rf"^exports:\s+{re.escape(str(exports))}$", dev.log(), re.MULTILINE)
+            found_exports = re.search(
+                rf"^exports:\s+({re.escape(str(exports))}/[0-9a-f]+-\d+)$", dev.log(), re.MULTILINE
+            )
+            assert found_exports, dev.log()
+            assert Path(found_exports.group(1)) == dev_export_folder(exports.parent, url)
             assert [p.name for p in exports.rglob("*.csv")], "the export is not in the data folder"
             # The printed token command works from any folder.
             command = re.search(r"^  TOKEN=\$\((.+)\)$", dev.log(), re.MULTILINE)

@@ -9,12 +9,14 @@ process and each child gets exactly one signal; on Linux they also get SIGTERM i
 is killed, and a PostgreSQL orphaned that way is reused by the next run.
 
 Everything it keeps is in ./.booklogr-tasks: the embedded server's data, the generated token
-secret and (unless EXPORT_FOLDER is set) the exports, so deleting that folder starts afresh.
+secret and (unless EXPORT_FOLDER is set) the exports, one folder per database, so deleting
+that folder starts afresh.
 """
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 import re
 import secrets
@@ -67,12 +69,12 @@ def run_dev(host: str, port: int | None, demo: bool = False) -> int:
             env["DATABASE_URL"] = ensure_database(server_url, DEV_DATABASE)
             say(f"database:  {env['DATABASE_URL']} (embedded; data kept in {data_dir})")
         secret_note = ensure_auth(env, DEV_HOME)
-        if not env.get("EXPORT_FOLDER"):
-            # Inside the data folder: deleting it deletes the exports of the database it held.
-            env["EXPORT_FOLDER"] = str((DEV_HOME / EXPORTS).resolve())
         settings = load_settings(env)
         try:
             applied = migrate(settings.database_url)
+            if not env.get("EXPORT_FOLDER"):
+                env["EXPORT_FOLDER"] = str(dev_export_folder(DEV_HOME, settings.database_url))
+                settings = load_settings(env)
         except psycopg.OperationalError as exc:
             say(f"booklogr-tasks dev: cannot use the database: {exc}")
             return 2
@@ -132,6 +134,34 @@ def redacted(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def dev_export_folder(home: Path, database_url: str) -> Path:
+    """Where `dev` keeps exports: in the data folder, one folder per database.
+
+    Deleting the data folder deletes the exports with the database they belong to, and a
+    database created afresh (or another DATABASE_URL) never writes over files of another one,
+    though its ids start from 1 again.
+    """
+    return (home / EXPORTS / database_identity(database_url)).resolve()
+
+
+def database_identity(database_url: str) -> str:
+    """Names this database among all others: its server's system identifier (set once, at
+    initdb) and the database's oid (new for every CREATE DATABASE)."""
+    with connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            """SELECT d.oid AS db,
+                      CASE WHEN has_function_privilege('pg_control_system()', 'EXECUTE')
+                           THEN (SELECT system_identifier FROM pg_control_system()) END AS system
+                 FROM pg_database d WHERE d.datname = current_database()"""
+        ).fetchone()
+    assert row is not None
+    if row["system"] is None:
+        # Without the privilege: the server's address stands in for the cluster.
+        server = hashlib.sha256(redacted(database_url).encode()).hexdigest()[:16]
+        return f"{server}-{row['db']}"
+    return f"{int(row['system']):x}-{row['db']}"
 
 
 # --- auth ----------------------------------------------------------------------------------
