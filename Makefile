@@ -9,7 +9,7 @@ RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: install install-test install-bench run test lint typecheck bench bench-quick clean
+.PHONY: install install-run install-test install-bench run test lint typecheck bench bench-quick clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -28,11 +28,13 @@ $(BENCH_STAMP): pyproject.toml | $(BIN)/python
 	$(PIP) -e '.[embedded,bench]'
 	touch $@
 
-install: $(RUN_STAMP)
+install-run: $(RUN_STAMP)
 install-test: $(TEST_STAMP)
 install-bench: $(BENCH_STAMP)
+# Everything, for working on the project.
+install: install-run install-test install-bench
 
-run: install
+run: install-run
 	$(BIN)/booklogr-tasks dev $(if $(PORT),--port $(PORT),) $(if $(DEMO),--demo,)
 
 lint: install-test
