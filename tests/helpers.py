@@ -30,19 +30,38 @@ def _answers(host: str, port: int) -> bool:
         return False
 
 
+EMBEDDED_TEST_DATA = Path(".booklogr-tasks/test-pgdata")
+
+
+def server_choice() -> tuple[str | None, str]:
+    """The server URL the tests will use (None: an embedded one) and where it came from."""
+    for variable in ("TEST_DATABASE_URL", "DATABASE_URL"):
+        if os.environ.get(variable):
+            return os.environ[variable], f"from {variable}"
+    if _answers("127.0.0.1", 5432):
+        return LOCAL_SERVER, "something answers on 127.0.0.1:5432"
+    return None, f"embedded PostgreSQL in {EMBEDDED_TEST_DATA}, started for this run"
+
+
+def describe_server() -> str:
+    """One line for the test report: which PostgreSQL the tests create their databases on."""
+    from booklogr_tasks.devtools.dev import redacted
+
+    url, why = server_choice()
+    return f"database: {redacted(url)} ({why})" if url else f"database: {why}"
+
+
 @contextmanager
 def server_url() -> Iterator[str]:
     """A URL of a PostgreSQL server the tests may create databases on."""
-    given = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
-    if given:
-        yield given
-    elif _answers("127.0.0.1", 5432):
-        yield LOCAL_SERVER
+    url, _ = server_choice()
+    if url:
+        yield url
     else:
         from booklogr_tasks.devtools.embedded import embedded_server
 
-        with embedded_server(Path(".booklogr-tasks/test-pgdata")) as url:
-            yield url
+        with embedded_server(EMBEDDED_TEST_DATA) as embedded_url:
+            yield embedded_url
 
 
 def wait_until(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -177,7 +178,7 @@ def test_s3_download_redirects_to_a_short_lived_presigned_url(
     url = urlparse(response.headers["Location"])
     query = parse_qs(url.query)
     assert bucket in url.netloc + url.path
-    assert url.path.endswith(f"-{export['export_id']}.csv")
+    assert re.search(rf"-{export['export_id']}-[0-9a-f]{{8}}\.csv$", url.path), url.path
     assert query["X-Amz-Expires"] == ["120"]
     assert query["response-content-disposition"] == [
         f'attachment; filename="booklogr-export-{export["export_id"]}.csv"'

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
+
+import jwt
 
 from tests.helpers import insert_task
 
@@ -53,3 +57,41 @@ def test_bad_configuration_is_named(env: dict[str, str]) -> None:
     out = _run(["queue"], {**env, "TASK_LEASE_SECONDS": "soon"})
     assert out.returncode == 2
     assert "TASK_LEASE_SECONDS" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_migrate_waits_for_the_database_then_says_it_never_answered(
+    env: dict[str, str],
+) -> None:
+    # Nothing listens on the port of a socket that was just closed.
+    from tests.integration.http_calls import free_port
+
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/booklogr"
+    out = _run(["migrate", "--wait", "1.5"], {**env, "DATABASE_URL": url})
+    assert out.returncode == 2
+    assert "waiting for the database" in out.stderr
+    assert "did not answer within 1.5 s" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_migrate_with_wait_migrates_a_database_that_answers(
+    env: dict[str, str], empty_db_url: str
+) -> None:
+    out = _run(["migrate", "--wait", "30"], {**env, "DATABASE_URL": empty_db_url})
+    assert out.returncode == 0 and out.stdout.startswith("applied: 0001_tasks.sql")
+    assert "waiting" not in out.stderr
+
+
+def test_token_is_signed_with_the_secret_file_and_looks_like_booklogrs(tmp_path: Path) -> None:
+    secret_file = tmp_path / "auth-secret"
+    secret_file.write_text("a-local-secret-of-sufficient-length-0123456789\n")
+    env = {k: v for k, v in os.environ.items() if k != "AUTH_SECRET_KEY"}
+    out = _run(["token", "--user", "7", "--secret-file", str(secret_file)], env)
+    assert out.returncode == 0, out.stderr
+    claims = jwt.decode(
+        out.stdout.strip(), "a-local-secret-of-sufficient-length-0123456789", ["HS256"]
+    )
+    assert claims["id"] == 7 and claims["type"] == "access" and claims["jti"]
+    assert claims["exp"] - claims["iat"] == 5 * 24 * 3600
+
+    missing = _run(["token", "--secret-file", str(tmp_path / "nothing")], env)
+    assert missing.returncode == 2 and "--secret-file" in missing.stderr
+    assert "Traceback" not in missing.stderr

@@ -12,7 +12,10 @@ import csv
 import io
 import os
 import re
+import shutil
 import signal
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -105,16 +108,73 @@ def test_services_wait_for_a_healthy_database_and_a_finished_migration() -> None
     assert services["postgres"]["image"].startswith("postgres:")
     assert "healthcheck" in services["postgres"]
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
-    assert services["migrate"].get("restart", "no") == "no"
     for name in ("api", "listener"):
         condition = services[name]["depends_on"]["migrate"]["condition"]
         assert condition == "service_completed_successfully"
     for name in APP_SERVICES:
         assert services[name]["command"][0] == "booklogr-tasks"
-    assert services["migrate"]["command"][1:] == ["migrate"]
+    assert services["migrate"]["command"][1:3] == ["migrate", "--wait"]
     assert services["api"]["command"][1:3] == ["api", "--host"]
     assert option(services["api"]["command"], "--host") == "0.0.0.0"
     assert services["listener"]["command"][1] == "listen"
+
+
+# --- safe by default -----------------------------------------------------------------------------
+
+
+def published_ports(shell: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    """The api's published ports as (host address, host port, container port)."""
+    found = []
+    for entry in compose()["services"]["api"]["ports"]:
+        parts = interpolate(str(entry), shell).split(":")
+        assert len(parts) == 3, f"{entry!r} publishes on every interface: name the address"
+        found.append((parts[0], parts[1], parts[2]))
+    return found
+
+
+def test_the_api_is_published_on_this_machine_only_unless_the_operator_opts_in() -> None:
+    assert published_ports({}) == [("127.0.0.1", "8000", "8000")]
+    assert published_ports({"PORT": "9000"}) == [("127.0.0.1", "9000", "8000")]
+    assert published_ports({"BIND": "0.0.0.0"}) == [("0.0.0.0", "8000", "8000")]
+    for name, spec in compose()["services"].items():
+        if name != "api":
+            assert "ports" not in spec, f"{name} publishes a port"
+
+
+def test_healthchecks_test_the_real_servers_over_tcp() -> None:
+    services = compose()["services"]
+    check = services["postgres"]["healthcheck"]["test"]
+    command = check[1:] if check[0] == "CMD" else interpolate(check[1], {}).split()
+    assert command[0] == "pg_isready"
+    # Over TCP to the server's own port: the first-boot server listens on a Unix socket only.
+    assert option(command, "-h") == "127.0.0.1" and option(command, "-p") == "5432"
+    api_check = " ".join(services["api"]["healthcheck"]["test"])
+    container_port = published_ports({})[0][2]
+    assert f"http://127.0.0.1:{container_port}/healthz" in api_check
+
+
+def test_migrate_waits_for_the_database_and_is_retried() -> None:
+    migrate = compose()["services"]["migrate"]
+    assert float(option(migrate["command"], "--wait")) >= 30
+    assert str(migrate["restart"]).startswith("on-failure")
+
+
+def test_secrets_go_only_where_they_are_used() -> None:
+    services = compose()["services"]
+    assert service_environment(services["api"])["AUTH_SECRET_KEY"] == SHELL["AUTH_SECRET_KEY"]
+    for name in ("migrate", "listener"):
+        env = service_environment(services[name])
+        assert "AUTH_SECRET_KEY" not in env and "SINGLE_USER_MODE" not in env, name
+    assert "AUTH_SECRET_KEY" not in read_env_file(REPO / "local/booklogr-tasks.env")
+
+
+def test_a_dot_env_file_beside_the_compose_file_is_ignored_by_git() -> None:
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("needs git and a git checkout to ask git check-ignore")
+    checked = subprocess.run(
+        ["git", "check-ignore", "--quiet", ".env"], cwd=REPO, check=False, timeout=30
+    )
+    assert checked.returncode == 0, ".env (where the README puts AUTH_SECRET_KEY) is not ignored"
 
 
 def test_listener_can_be_scaled() -> None:
@@ -194,6 +254,11 @@ def test_compose_services_as_processes_export_a_csv(empty_db_url: str, tmp_path:
     ):
         base = f"http://127.0.0.1:{port}"
         wait_healthy(base, api, one, two)
+        # The api's healthcheck, as the container would run it, against the real server.
+        check = spec["services"]["api"]["healthcheck"]["test"]
+        assert check[:3] == ["CMD", "python", "-c"]
+        probe = check[3].replace("127.0.0.1:8000/", f"127.0.0.1:{port}/")
+        assert subprocess.run([sys.executable, "-c", probe], timeout=30).returncode == 0
         text = export_csv(base, token_for(SHELL["AUTH_SECRET_KEY"], 42))
         rows = list(csv.reader(io.StringIO(text)))
         assert ",".join(rows[0][:9]) == CSV_HEADER

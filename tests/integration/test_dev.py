@@ -19,6 +19,8 @@ from pathlib import Path
 import psutil
 import psycopg
 import pytest
+from booklogr_tasks.devtools.demo import LIBRARY
+from booklogr_tasks.devtools.dev import dev_export_folder
 
 from tests.helpers import service, wait_until
 from tests.integration.http_calls import (
@@ -57,17 +59,19 @@ def test_dev_with_database_url_runs_the_demo_and_stops_on_one_sigint(
             assert len(spawned) >= 2, "expected the API and a listener as child processes"
             wait_until(lambda: READY in dev.log(), what="the banner")
             log = dev.log()
-            assert "demo: added 36 books for user 1" in log
+            assert f"demo: added {len(LIBRARY)} books for user 1" in log
+            assert "the demo library you just got" in log
 
             token = re.search(r"^TOKEN=(\S+)$", log, re.MULTILINE)
             assert token, log
-            rows = list(csv.reader(io.StringIO(export_csv(base, token.group(1)))))
-            assert ",".join(rows[0][:9]) == CSV_HEADER
-            assert len(rows) == 1 + 36
-            cells = [cell for row in rows[1:] for cell in row]
-            assert any("\n" in cell for cell in cells)
-            assert any("日本語" in cell for cell in cells)
-            assert any(cell.startswith("'=") for cell in cells), "formulas must be neutralised"
+            rows = list(csv.DictReader(io.StringIO(export_csv(base, token.group(1)))))
+            assert ",".join(list(rows[0])[:9]) == CSV_HEADER
+            assert len(rows) == len(LIBRARY)
+            assert {row["reading_status"] for row in rows} == {
+                "Read", "Currently reading", "To be read", "Did not finish"
+            }  # fmt: skip
+            assert {row["title"] for row in rows} == {book.title for book in LIBRARY}
+            assert any(row["rating"] for row in rows) and any(row["notes"] != "[]" for row in rows)
 
             walkthrough = log.split("paste into a shell):\n", 1)[1].split(READY, 1)[0]
             if shutil.which("curl"):
@@ -87,6 +91,17 @@ def test_dev_with_database_url_runs_the_demo_and_stops_on_one_sigint(
             assert "exited with code" not in dev.log()
     finally:
         kill_all(spawned)
+
+
+def test_dev_keeps_each_databases_exports_in_a_folder_of_its_own(
+    db_url: str, empty_db_url: str, tmp_path: Path
+) -> None:
+    home = tmp_path / ".booklogr-tasks"
+    mine = dev_export_folder(home, db_url)
+    assert mine == dev_export_folder(home, db_url), "the same database, the same folder"
+    assert mine.parent == (home / "exports").resolve()
+    # Another database counts its ids from 1 too: its files must not land beside these.
+    assert dev_export_folder(home, empty_db_url) != mine
 
 
 # --- the embedded PostgreSQL ---------------------------------------------------------------
@@ -133,8 +148,8 @@ def test_dev_embedded_keeps_its_data_and_takes_over_an_orphaned_server(
     base = f"http://127.0.0.1:{port}"
     unset = {"DATABASE_URL", "TEST_DATABASE_URL", "AUTH_SECRET_KEY", "SINGLE_USER_MODE"}
     dev_env = {k: v for k, v in os.environ.items() if k not in unset}
+    dev_env.pop("EXPORT_FOLDER", None)
     dev_env |= {
-        "EXPORT_FOLDER": str(tmp_path / "exports"),
         "SHUTDOWN_GRACE_SECONDS": "5",
         "TASK_SWEEP_SECONDS": "0.5",
     }
@@ -153,6 +168,28 @@ def test_dev_embedded_keeps_its_data_and_takes_over_an_orphaned_server(
                 conn.execute("INSERT INTO books (title, owner_id) VALUES ('survives restarts', 7)")
             secret = (embedded_home / ".booklogr-tasks" / "auth-secret").read_text().strip()
             assert "survives restarts" in export_csv(base, token_for(secret, 7))
+            # Exports live in the data folder: deleting it deletes everything of this database.
+            exports = (embedded_home / ".booklogr-tasks" / "exports").resolve()
+            found_exports = re.search(
+                rf"^exports:\s+({re.escape(str(exports))}/[0-9a-f]+-\d+)$", dev.log(), re.MULTILINE
+            )
+            assert found_exports, dev.log()
+            assert Path(found_exports.group(1)) == dev_export_folder(exports.parent, url)
+            assert [p.name for p in exports.rglob("*.csv")], "the export is not in the data folder"
+            # The printed token command works from any folder.
+            command = re.search(r"^  TOKEN=\$\((.+)\)$", dev.log(), re.MULTILINE)
+            assert command, dev.log()
+            minted = subprocess.run(
+                ["bash", "-c", command.group(1)],
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            ).stdout.strip()
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("INSERT INTO books (title, owner_id) VALUES ('user one', 1)")
+            assert "user one" in export_csv(base, minted)
             assert len(postmasters(data_dir)) == 1
             assert stop_with(dev.proc, signal.SIGINT) == 0
         wait_until(lambda: not alive(spawned), what="dev's children to exit")

@@ -6,7 +6,9 @@ import argparse
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 
 from booklogr_tasks.core.errors import SchemaOutOfDate, SettingsError
@@ -23,7 +25,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="booklogr-tasks", description="Background tasks (exports, imports) for BookLogr."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("migrate", help="create or update the database schema (idempotent)")
+    migrate = sub.add_parser("migrate", help="create or update the database schema (idempotent)")
+    migrate.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="keep trying to connect for this long while the database is not up yet (default: 0)",
+    )
 
     listen = sub.add_parser("listen", help="run a listener: pick up tasks and run them")
     listen.add_argument(
@@ -54,13 +63,58 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("queue", help="show what is waiting, running and failed")
+
+    token = sub.add_parser(
+        "token", help="print an access token like BookLogr's, to try the API with curl"
+    )
+    token.add_argument("--user", type=int, default=1, help="the user id in the token (default 1)")
+    token.add_argument(
+        "--secret-file",
+        type=Path,
+        default=None,
+        help="file holding the signing secret (default: $AUTH_SECRET_KEY, else the one "
+        "`booklogr-tasks dev` keeps in .booklogr-tasks/auth-secret)",
+    )
+    token.add_argument(
+        "--hours", type=float, default=None, help="lifetime (default: 120, as BookLogr's)"
+    )
     return parser
 
 
-def cmd_migrate() -> int:
+def wait_for_database(url: str, seconds: float) -> str | None:
+    """Try to connect until the database answers; return None then, else the last error.
+
+    A database container may report healthy a moment before it accepts every client, and its
+    first boot restarts the server once: a one-shot migration retries instead of failing.
+    """
+    import psycopg
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            psycopg.connect(url, connect_timeout=5).close()
+            return None
+        except psycopg.OperationalError as exc:
+            error = str(exc).strip()
+            if time.monotonic() >= deadline:
+                return error
+            print(f"waiting for the database: {error}", file=sys.stderr, flush=True)
+            time.sleep(1.0)
+
+
+def cmd_migrate(wait_seconds: float) -> int:
     from booklogr_tasks.db.migrate import migrate
 
-    applied = migrate(get_settings().database_url)
+    url = get_settings().database_url
+    if wait_seconds > 0:
+        error = wait_for_database(url, wait_seconds)
+        if error is not None:
+            print(
+                f"booklogr-tasks: the database did not answer within {wait_seconds:g} s: {error}",
+                file=sys.stderr,
+            )
+            return 2
+    applied = migrate(url)
     print("applied: " + ", ".join(applied) if applied else "schema is up to date")
     return 0
 
@@ -91,15 +145,36 @@ def cmd_queue() -> int:
     return 0
 
 
+def cmd_token(user_id: int, secret_file: Path | None, hours: float | None) -> int:
+    from booklogr_tasks.devtools.dev import DEV_HOME, SECRET_FILE
+    from booklogr_tasks.devtools.tokens import (
+        DEFAULT_LIFETIME_SECONDS,
+        NoSecret,
+        mint_token,
+        read_secret,
+    )
+
+    try:
+        secret = read_secret(secret_file, DEV_HOME / SECRET_FILE)
+    except NoSecret as exc:
+        print(f"booklogr-tasks token: {exc}", file=sys.stderr)
+        return 2
+    lifetime = DEFAULT_LIFETIME_SECONDS if hours is None else int(hours * 3600)
+    print(mint_token(secret, user_id, lifetime))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "migrate":
-            return cmd_migrate()
+            return cmd_migrate(args.wait)
         if args.command == "listen":
             return cmd_listen(args.types, args.concurrency, args.nickname)
         if args.command == "queue":
             return cmd_queue()
+        if args.command == "token":
+            return cmd_token(args.user, args.secret_file, args.hours)
         if args.command == "api":
             from booklogr_tasks.http.server import serve
 

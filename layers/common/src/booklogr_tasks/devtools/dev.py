@@ -7,11 +7,16 @@ embedded server stops. A second Ctrl-C kills the children at once; the embedded 
 stopped. The children run in their own sessions, so a terminal's Ctrl-C reaches only this
 process and each child gets exactly one signal; on Linux they also get SIGTERM if `dev` itself
 is killed, and a PostgreSQL orphaned that way is reused by the next run.
+
+Everything it keeps is in ./.booklogr-tasks: the embedded server's data, the generated token
+secret and (unless EXPORT_FOLDER is set) the exports, one folder per database, so deleting
+that folder starts afresh.
 """
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 import re
 import secrets
@@ -33,11 +38,13 @@ from booklogr_tasks.core.settings import Settings, load_settings
 from booklogr_tasks.db.migrate import migrate
 from booklogr_tasks.db.pool import connect
 from booklogr_tasks.devtools import demo as demo_library
+from booklogr_tasks.devtools.tokens import mint_token, token_command
 
 DEV_HOME = Path(".booklogr-tasks")
 DEV_DATABASE = "booklogr"
 DEFAULT_PORT = 8000
 SECRET_FILE = "auth-secret"
+EXPORTS = "exports"
 # Slack on top of the listener's own grace period before a child is killed.
 STOP_SLACK_SECONDS = 10.0
 PR_SET_PDEATHSIG = 1
@@ -65,16 +72,21 @@ def run_dev(host: str, port: int | None, demo: bool = False) -> int:
         settings = load_settings(env)
         try:
             applied = migrate(settings.database_url)
+            if not env.get("EXPORT_FOLDER"):
+                env["EXPORT_FOLDER"] = str(dev_export_folder(DEV_HOME, settings.database_url))
+                settings = load_settings(env)
         except psycopg.OperationalError as exc:
             say(f"booklogr-tasks dev: cannot use the database: {exc}")
             return 2
         say("migrations: " + (", ".join(applied) if applied else "schema is up to date"))
+        demo_state = None
         if demo:
-            added = demo_library.seed_demo_library(settings.database_url)
+            demo_state = demo_library.seed_demo_library(settings.database_url)
             say(
-                f"demo: added {added} books for user {demo_library.DEMO_USER_ID}"
-                if added
-                else f"demo: user {demo_library.DEMO_USER_ID} already has books; left as is"
+                f"demo: added {demo_state.added} books for user {demo_library.DEMO_USER_ID}"
+                if demo_state.added
+                else f"demo: user {demo_library.DEMO_USER_ID} already has books "
+                f"({demo_state.books}); left as they are"
             )
         if stop.requested.is_set():
             return 0
@@ -88,7 +100,7 @@ def run_dev(host: str, port: int | None, demo: bool = False) -> int:
         base_url = f"http://{url_host(host)}:{port}"
         if not wait_healthy(base_url, children, stop):
             return exit_code(children, stop)
-        say(banner(base_url, settings, secret_note, demo))
+        say(banner(base_url, settings, secret_note, demo_state))
         while not stop.requested.wait(POLL_SECONDS):
             if children.exited():
                 break
@@ -124,6 +136,34 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def dev_export_folder(home: Path, database_url: str) -> Path:
+    """Where `dev` keeps exports: in the data folder, one folder per database.
+
+    Deleting the data folder deletes the exports with the database they belong to, and a
+    database created afresh (or another DATABASE_URL) never writes over files of another one,
+    though its ids start from 1 again.
+    """
+    return (home / EXPORTS / database_identity(database_url)).resolve()
+
+
+def database_identity(database_url: str) -> str:
+    """Names this database among all others: its server's system identifier (set once, at
+    initdb) and the database's oid (new for every CREATE DATABASE)."""
+    with connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            """SELECT d.oid AS db,
+                      CASE WHEN has_function_privilege('pg_control_system()', 'EXECUTE')
+                           THEN (SELECT system_identifier FROM pg_control_system()) END AS system
+                 FROM pg_database d WHERE d.datname = current_database()"""
+        ).fetchone()
+    assert row is not None
+    if row["system"] is None:
+        # Without the privilege: the server's address stands in for the cluster.
+        server = hashlib.sha256(redacted(database_url).encode()).hexdigest()[:16]
+        return f"{server}-{row['db']}"
+    return f"{int(row['system']):x}-{row['db']}"
+
+
 # --- auth ----------------------------------------------------------------------------------
 
 
@@ -135,22 +175,21 @@ def ensure_auth(env: dict[str, str], home: Path) -> str:
     """
     settings = load_settings(env)
     if settings.single_user_mode:
-        return "single-user mode: no token needed, every request is user 1"
+        return "tokens:    none needed (single-user mode: every request is user 1)"
     if settings.auth_secret_key:
-        return "tokens: HS256 with AUTH_SECRET_KEY, user id in claim `id`"
-    secret_path = home / SECRET_FILE
+        return (
+            "tokens:    HS256 with AUTH_SECRET_KEY, user id in claim `id`; with that variable "
+            f"set, a token for user 1:\n  TOKEN=$({token_command(None, 1)})"
+        )
+    secret_path = (home / SECRET_FILE).resolve()
     if not secret_path.exists():
         fd = os.open(secret_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(secrets.token_urlsafe(48) + "\n")
     env["AUTH_SECRET_KEY"] = secret_path.read_text().strip()
-    mint = (
-        f"{sys.executable} -c \"import jwt, pathlib, time; print(jwt.encode({{'id': 1, "
-        f"'exp': int(time.time()) + 86400}}, pathlib.Path('{secret_path}').read_text().strip(), "
-        "algorithm='HS256'))\""
-    )
     return (
-        f"tokens: HS256 with the local secret in {secret_path}; mint one for user 1 with\n  {mint}"
+        f"tokens:    HS256 with the local secret in {secret_path}; a token for user 1, "
+        f"from any folder:\n  TOKEN=$({token_command(secret_path, 1)})"
     )
 
 
@@ -276,23 +315,30 @@ def exit_code(children: Children, stop: StopRequest) -> int:
     return 1 if ended else 0
 
 
-def banner(base_url: str, settings: Settings, secret_note: str, demo: bool) -> str:
+def banner(
+    base_url: str, settings: Settings, secret_note: str, demo: demo_library.DemoState | None
+) -> str:
+    exports = (
+        f"s3://{settings.export_bucket}"
+        if settings.export_bucket
+        else str(settings.export_folder.resolve())
+    )
     lines = [
         "",
         f"booklogr-tasks is running: {base_url} (health: {base_url}/healthz)",
-        f"exports:   {settings.export_folder.resolve()}",
+        f"exports:   {exports}",
         secret_note,
     ]
-    if demo:
+    if demo is not None:
         token = (
             None
             if settings.single_user_mode
-            else demo_library.demo_token(settings.auth_secret_key or "")
+            else mint_token(settings.auth_secret_key or "", demo_library.DEMO_USER_ID)
         )
         lines += [
             "",
             f"Try it (user {demo_library.DEMO_USER_ID}; paste into a shell):",
-            demo_library.curl_walkthrough(base_url, token),
+            demo_library.curl_walkthrough(base_url, token, demo),
         ]
     lines += ["", "Press Ctrl-C to stop."]
     return "\n".join(lines)

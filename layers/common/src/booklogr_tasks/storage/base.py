@@ -5,13 +5,15 @@ then published under its key. The export row is inserted afterwards, in the tran
 records the task's success, and the file is discarded if that transaction does not commit, so a
 crash at any point leaves either no row or a complete file.
 
-Keys are `export_<format>-<task_id>-<export_id>.<ext>` at the root of the store: made from
-database ids only, so task data cannot steer them, and every attempt at a task can find what an
+Keys are `export_<format>-<task_id>-<export_id>-<random>.<ext>` at the root of the store: made from
+database ids and a random part, so task data cannot steer them, and every attempt at a task can find what an
 earlier, lost attempt left. A bare name at the root is also what BookLogr's own API serves from
 its EXPORT_FOLDER (`GET /v1/files/<filename>`), and BookLogr's own names
 (`export_<YYMMDD>_<8 letters or digits>`) never hold a `-`, so the two never collide. Older
 versions wrote `<owner_id>/<format>-<task_id>-<export_id>.<ext>`; leftovers are looked for there
-too.
+too. The key ends in a random part, so names never collide across databases: a database created
+afresh (a deleted data folder, another DATABASE_URL) counts its ids from 1 again, and its exports
+must not overwrite older files in a folder or bucket that outlived the database.
 
 Uploaded files (what an import reads) live in the same store under `uploads/<owner_id>/<name>`,
 so a task's data holds a short key instead of the file itself.
@@ -19,6 +21,7 @@ so a task's data holds a short key instead of the file itself.
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from typing import BinaryIO, Protocol
 
@@ -42,7 +45,7 @@ def file_extension(fmt: str) -> str:
 
 
 def export_key(fmt: str, task_id: int, export_id: int) -> str:
-    return f"{task_prefix(fmt, task_id)}{export_id}.{file_extension(fmt)}"
+    return f"{task_prefix(fmt, task_id)}{export_id}-{secrets.token_hex(4)}.{file_extension(fmt)}"
 
 
 def task_prefix(fmt: str, task_id: int) -> str:
