@@ -14,6 +14,7 @@ import pytest
 from booklogr_tasks.core.settings import get_settings
 from booklogr_tasks.worker.runner import Runner
 from moto import mock_aws
+from psycopg import sql
 
 from tests.api.support import bearer
 from tests.helpers import insert_task, seed_books
@@ -26,7 +27,12 @@ def run_export(conn: Any, owner: int, task_type: str = "csv_export") -> dict[str
     row = conn.execute(
         "SELECT r.result FROM task_results r WHERE r.task_id = %s", (task_id,)
     ).fetchone()
-    return {"task_id": task_id, **row["result"]}
+    # The stored name: ids and a random part (every export table is named after its task type).
+    stored = conn.execute(
+        sql.SQL("SELECT filename FROM {} WHERE task_id = %s").format(sql.Identifier(task_type)),
+        (task_id,),
+    ).fetchone()
+    return {"task_id": task_id, "filename": stored["filename"], **row["result"]}
 
 
 def error_of(response: Any, status: int) -> dict[str, str]:

@@ -122,8 +122,8 @@ def test_list_is_404_until_there_is_a_file_then_the_callers_newest_first(
     assert response.status_code == 200
     listed = json.loads(response.body)
     assert [f["filename"] for f in listed] == [
-        f"export_csv-{second['task_id']}-{second['export_id']}.csv",
-        f"export_csv-{first['task_id']}-{first['export_id']}.csv",
+        second["filename"],
+        first["filename"],
         "export_261201_Ab3dE6gH.csv",
     ]
     assert all(set(f) == {"id", "filename", "created_at"} for f in listed)
@@ -146,7 +146,7 @@ def test_download_is_the_callers_file_as_an_attachment(
 ) -> None:
     seed_books(conn, owner_id=5)
     export = run_export(conn, 5)
-    name = f"export_csv-{export['task_id']}-{export['export_id']}.csv"
+    name = export["filename"]
 
     response = client.get(f"/v1/files/{name}", headers=bearer(5))
 
@@ -180,7 +180,7 @@ def test_someone_elses_or_an_unlisted_file_is_404(
     client: Any, conn: Any, export_folder: Path
 ) -> None:
     theirs = run_export(conn, 6)
-    name = f"export_csv-{theirs['task_id']}-{theirs['export_id']}.csv"
+    name = theirs["filename"]
     (export_folder / "unlisted.csv").write_text("secret")
     for path in (
         f"/v1/files/{name}",
@@ -207,7 +207,7 @@ def bucket(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[str
 def test_s3_download_redirects_like_the_exports_route(client: Any, conn: Any, bucket: str) -> None:
     seed_books(conn, owner_id=5)
     export = run_export(conn, 5)
-    name = f"export_csv-{export['task_id']}-{export['export_id']}.csv"
+    name = export["filename"]
 
     response = client.get(f"/v1/files/{name}", headers=bearer(5))
 

@@ -4,6 +4,7 @@ is listed in BookLogr's own `files` table, in the transaction of the task's succ
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -201,7 +202,7 @@ def test_every_export_is_listed_in_booklogrs_files_table_the_booklogr_way(
     assert listed[0]["filename"] == "export_240301_abc.csv"
     row = listed[1]
     assert (row["filename"], row["owner_id"]) == (export["filename"], 1)
-    assert row["filename"] == f"export_csv-{task_id}-{export['id']}.csv"
+    assert re.fullmatch(rf"export_csv-{task_id}-{export['id']}-[0-9a-f]{{8}}\.csv", row["filename"])
     # BookLogr's own names (export_<YYMMDD>_<8 letters or digits>) never hold a "-".
     assert "/" not in row["filename"] and "-" in row["filename"]
     assert (export_folder / row["filename"]).read_text().startswith("title,isbn,")

@@ -5,15 +5,16 @@ then published under its key. The export row is inserted afterwards, in the tran
 records the task's success, and the file is discarded if that transaction does not commit, so a
 crash at any point leaves either no row or a complete file.
 
-Keys are `export_<format>-<task_id>-<export_id>-<random>.<ext>` at the root of the store: made from
-database ids and a random part, so task data cannot steer them, and every attempt at a task can find what an
-earlier, lost attempt left. A bare name at the root is also what BookLogr's own API serves from
-its EXPORT_FOLDER (`GET /v1/files/<filename>`), and BookLogr's own names
-(`export_<YYMMDD>_<8 letters or digits>`) never hold a `-`, so the two never collide. Older
-versions wrote `<owner_id>/<format>-<task_id>-<export_id>.<ext>`; leftovers are looked for there
-too. The key ends in a random part, so names never collide across databases: a database created
-afresh (a deleted data folder, another DATABASE_URL) counts its ids from 1 again, and its exports
-must not overwrite older files in a folder or bucket that outlived the database.
+Keys are `export_<format>-<task_id>-<export_id>-<random>.<ext>` at the root of the store: made
+from database ids and a random part, so task data cannot steer them, and every attempt at a task
+can find what an earlier, lost attempt left (by the `export_<format>-<task_id>-` prefix). A bare
+name at the root is also what BookLogr's own API serves from its EXPORT_FOLDER (`GET
+/v1/files/<filename>`), and BookLogr's own names (`export_<YYMMDD>_<8 letters or digits>`) never
+hold a `-`, so the two never collide. The random part keeps names from colliding across
+databases: a database created afresh (a deleted data folder, another DATABASE_URL) counts its ids
+from 1 again, and its exports must not overwrite files in a folder or bucket that outlived the
+database. Older versions wrote `<owner_id>/<format>-<task_id>-<export_id>.<ext>`; leftovers are
+looked for there too.
 
 Uploaded files (what an import reads) live in the same store under `uploads/<owner_id>/<name>`,
 so a task's data holds a short key instead of the file itself.
