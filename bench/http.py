@@ -220,14 +220,15 @@ def measure(proc: harness.Proc, port: int, size: Size, auth: list[str]) -> dict[
 
 
 def throughput(url: str, tmp: Path, size: Size) -> dict[str, dict[str, float]]:
-    env = server_env(url, tmp)
     auth = tokens()
     found = {}
-    for label, command in (
-        ("api", api_command),
-        ("chalice_local", chalice_local_command),
-        ("baseline", baseline_command),
+    for label, command, workers in (
+        ("api", api_command, 1),
+        ("chalice_local", chalice_local_command, 1),
+        ("baseline", baseline_command, 1),
+        ("api_2_workers", api_command, 2),
     ):
+        env = {**server_env(url, tmp), "API_WORKERS": str(workers)}
         port = harness_free_port()
         with harness.processes([command(port)], env, tmp, label) as (proc,):
             found[label] = measure(proc, port, size, auth)
@@ -376,6 +377,18 @@ def run(mode: Mode) -> Result:
             harness.ratio(api["rps"], base["rps"]),
             f"≥ {BASELINE_TARGET:g}x",
             api["rps"] >= BASELINE_TARGET * base["rps"],
+        )
+    )
+    two = runs["api_2_workers"]
+    result.add(
+        Row(
+            "requests/s with API_WORKERS=2 vs chalice local",
+            round(two["rps"]),
+            "req/s",
+            round(local["rps"]),
+            "same handlers under chalice local",
+            harness.ratio(two["rps"], local["rps"]),
+            note=f"p99 {two['p99_ms']:.0f} ms, {int(two['errors'])} errors",
         )
     )
     result.add(

@@ -371,3 +371,29 @@ def test_the_log_never_shows_a_token(api: Api) -> None:
     token = mint_token(5)
     requests.get(f"{api.base}/v1/tasks", headers={"Authorization": f"Bearer {token}"})
     assert token not in api.proc.log()
+
+
+def test_several_worker_processes_serve_and_stop_cleanly(api: Api, tmp_path: Path) -> None:
+    """API_WORKERS=2: two processes behind one socket, each with its own app and pool."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": api.url,
+        "EXPORT_FOLDER": str(api.folder / "exports"),
+        "AUTH_SECRET_KEY": SECRET,
+        "SINGLE_USER_MODE": "false",
+        "API_WORKERS": "2",
+    }
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with service(["api", "--port", str(port)], env, tmp_path / "api2.log") as proc:
+        wait_until(lambda: _answers(base), what=f"the API to answer\n{proc.log()}")
+        for user in (11, 12, 11, 12):
+            created = requests.post(
+                f"{base}/v1/tasks",
+                data=b'{"type": "csv_export"}',
+                headers={**auth(user), "Content-Type": "application/json"},
+            )
+            assert created.status_code == 202
+            task = requests.get(f"{base}/v1/tasks/{created.json()['task_id']}", headers=auth(user))
+            assert task.json()["created_by"] == user
+        assert proc.terminate() == 0, proc.log()

@@ -62,6 +62,9 @@ class Settings(BaseModel):
     # Requests the server works on at once (the rest wait in the accept backlog) and threads
     # that run the handlers; connections open at once; the kernel's accept queue.
     api_threads: int = Field(8, ge=1, le=64)
+    # Processes serving the API (each with api_threads threads and its own connection pool):
+    # one interpreter uses one core at most.
+    api_workers: int = Field(1, ge=1, le=32)
     api_max_connections: int = Field(200, ge=1)
     api_backlog: int = Field(512, ge=1)
     # A client that is silent this long while sending a request (head or body) is cut off;

@@ -236,12 +236,13 @@ def oldest_tasks(conn: Conn, status: str, limit: int = 5) -> list[Task]:
 
 
 def create_task_under_cap(
-    conn: Conn, task_type: str, data: str, created_by: int, cap: int
+    conn: Conn, task_type: str, data: str, created_by: int, cap: int, *, commit: bool = False
 ) -> Task | None:
     """Insert a fresh task unless `created_by` already has `cap` unfinished (fresh or started)
-    ones; None then, with nothing stored. Safe against parallel creates of the same user."""
-    # Pipelined: both statements travel in one round trip; the server still runs the INSERT
-    # (and takes its snapshot) only once the lock is held.
+    ones; None then, with nothing stored. Safe against parallel creates of the same user.
+    `commit=True` also commits (the lock goes with it), in the same round trip."""
+    # Pipelined: the statements travel together; the server still runs the INSERT (and takes
+    # its snapshot) only once the lock is held.
     with conn.pipeline():
         conn.execute(
             queries.LOCK_OWNER_CREATES,
@@ -251,5 +252,7 @@ def create_task_under_cap(
             queries.INSERT_TASK_UNDER_CAP,
             {"type": task_type, "data": data, "owner": created_by, "cap": cap},
         )
+        if commit:
+            conn.commit()
     row = inserted.fetchone()
     return None if row is None else Task.model_validate(row)

@@ -191,11 +191,12 @@ def create_task(settings: Settings, owner_id: int, task_type: str, data: Any) ->
 
 
 def create_capped(conn: Conn, settings: Settings, task_type: str, data: str, owner_id: int) -> Task:
-    """Create a task for the caller unless they already have MAX_PENDING_TASKS_PER_USER
-    unfinished ones (TooManyPendingTasks, 429, nothing stored). Every route that creates a task
-    for a user goes through here."""
+    """Create and commit a task for the caller unless they already have
+    MAX_PENDING_TASKS_PER_USER unfinished ones (TooManyPendingTasks, 429, nothing stored). Every
+    route that creates a task for a user goes through here."""
     cap = settings.max_pending_tasks_per_user
-    task = tasks.create_task_under_cap(conn, task_type, data, owner_id, cap)
+    # Committed here, in the statements' own round trip: a create does nothing else.
+    task = tasks.create_task_under_cap(conn, task_type, data, owner_id, cap, commit=True)
     if task is None:
         raise TooManyPendingTasks(
             f"you already have {cap} unfinished tasks, the most this service queues per user; "

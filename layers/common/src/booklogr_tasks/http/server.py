@@ -27,6 +27,7 @@ from typing import Any
 import psycopg
 import uvicorn
 from uvicorn.protocols.http import h11_impl
+from uvicorn.supervisors import Multiprocess
 
 from booklogr_tasks.core.observability import logger
 from booklogr_tasks.core.settings import Settings, get_settings
@@ -142,12 +143,18 @@ async def _service_unavailable(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-def build_config(host: str, port: int, settings: Settings, app: Any) -> uvicorn.Config:
+def build_config(
+    host: str, port: int, settings: Settings, app: Any, workers: int = 1
+) -> uvicorn.Config:
+    """One process: `app` is the ASGI app. Several (`workers` > 1): each worker process builds
+    its own from `worker_app`, so `app` is the import string of that factory."""
     return uvicorn.Config(
         app,
         host=host,
         port=port,
-        http=protocol_class(settings),
+        http=protocol_class(settings) if workers == 1 else f"{__name__}:WorkerProtocol",
+        factory=workers > 1,
+        workers=workers,
         lifespan="off",
         interface="asgi3",
         access_log=False,  # the app writes one line per request itself
@@ -161,12 +168,8 @@ def build_config(host: str, port: int, settings: Settings, app: Any) -> uvicorn.
     )
 
 
-def serve(host: str, port: int) -> int:
-    """Serve until SIGTERM or SIGINT; refuses to start when nobody could be authenticated or
-    the database's schema is older than this code."""
-    settings = get_settings()
-    ensure_configured(settings)
-    check_schema_if_reachable(settings.database_url)
+def _process_setup() -> None:
+    """What every serving process needs before its first request."""
     # One JSON line per event, visible at once even when stdout is a pipe or a file (containers).
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(line_buffering=True)
@@ -181,20 +184,47 @@ def serve(host: str, port: int) -> int:
         library_logger.handlers[:] = [handler]
         library_logger.setLevel(level)
         library_logger.propagate = False
+    # uvicorn answers past limit_concurrency with this module-level app; ours speaks JSON.
+    setattr(h11_impl, "service_unavailable", _service_unavailable)  # noqa: B010
+
+
+def _build_api(settings: Settings) -> tuple[Api, ThreadPoolExecutor]:
     # Every handler thread can hold a connection; none ever waits for the pool to grow.
     get_pool(settings.database_url, max_size=max(10, settings.api_threads + 2))
     app = load_app(functions_dir())
     executor = ThreadPoolExecutor(
         settings.api_threads, thread_name_prefix="api", initializer=mark_server_thread
     )
-    # uvicorn answers past limit_concurrency with this module-level app; ours speaks JSON.
-    setattr(h11_impl, "service_unavailable", _service_unavailable)  # noqa: B010
-    server = uvicorn.Server(build_config(host, port, settings, Api(app, settings, executor)))
+    return Api(app, settings, executor), executor
+
+
+def worker_app() -> Api:
+    """The app of one worker process (API_WORKERS > 1); uvicorn calls it in each worker."""
+    _process_setup()
+    api, _ = _build_api(get_settings())
+    return api
+
+
+def __getattr__(name: str) -> Any:
+    # uvicorn's workers import their protocol class by name; it is built from the settings.
+    if name == "WorkerProtocol":
+        return protocol_class(get_settings())
+    raise AttributeError(name)
+
+
+def serve(host: str, port: int) -> int:
+    """Serve until SIGTERM or SIGINT; refuses to start when nobody could be authenticated or
+    the database's schema is older than this code."""
+    settings = get_settings()
+    ensure_configured(settings)
+    check_schema_if_reachable(settings.database_url)
+    _process_setup()
     logger.info(
         "serving the API",
         extra={
             "url": f"http://{host}:{port}",
             "pid": os.getpid(),
+            "workers": settings.api_workers,
             "threads": settings.api_threads,
             "max_connections": settings.api_max_connections,
         },
@@ -203,6 +233,14 @@ def serve(host: str, port: int) -> int:
     # that was there before it; this one lets the process end normally, with status 0.
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, lambda signum, frame: None)
+    if settings.api_workers > 1:
+        config = build_config(
+            host, port, settings, f"{__name__}:worker_app", workers=settings.api_workers
+        )
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        return 0
+    api, executor = _build_api(settings)
+    server = uvicorn.Server(build_config(host, port, settings, api))
     try:
         server.run()
     finally:
