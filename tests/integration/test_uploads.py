@@ -162,6 +162,7 @@ def test_an_import_reads_its_file_from_the_store(
     assert Runner(get_settings(), "w").run_by_id(task_id) == "success", task_row(conn, task_id)
     titles = conn.execute("SELECT title FROM books WHERE owner_id = 5").fetchall()
     assert [r["title"] for r in titles] == ["Stored Book"]
+    assert stored_keys(store) == []  # deleted once the import committed
 
 
 def test_an_import_whose_upload_is_gone_fails_with_a_message(settings: Settings, conn: Any) -> None:
