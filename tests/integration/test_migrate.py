@@ -45,6 +45,7 @@ def test_tasks_table_has_the_contract_columns(db_url: str) -> None:
         "created_by": "NO",
         "error": "YES",
         "attempts": "NO",
+        "run_after": "YES",
     }
 
 
