@@ -50,11 +50,15 @@ def test_a_slow_success_transaction_costs_no_other_task_its_lease(
     env = {**renv, "TASK_LEASE_SECONDS": str(lease), "TASK_MAX_ATTEMPTS": "3"}
     with service(["listen", "--concurrency", "4"], env, tmp_path / "l.log") as listener:
         wait_until(lambda: "listening" in listener.log(), what="listener up")
-        slow = insert_task(conn, "test_slow_commit", {"owner_id": 1, "seconds": 3 * lease}, 1)
         others = [
             insert_task(conn, "test_sleep", {"owner_id": 1, "seconds": 4 * lease}, 1)
             for _ in range(3)
         ]
+        wait_until(
+            lambda: all(task_row(conn, t)["status"] == "started" for t in others),
+            what="the other tasks to run",
+        )
+        slow = insert_task(conn, "test_slow_commit", {"owner_id": 1, "seconds": 3 * lease}, 1)
         # The slow transaction is under way (it holds the row) while the others run.
         wait_until(
             lambda: (
@@ -66,7 +70,6 @@ def test_a_slow_success_transaction_costs_no_other_task_its_lease(
             ),
             what="the slow success transaction",
         )
-        assert all(task_row(conn, t)["status"] == "started" for t in others)
         wait_until(
             lambda: all(task_row(conn, t)["status"] != "started" for t in [slow, *others]),
             timeout=60,
