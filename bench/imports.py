@@ -111,7 +111,7 @@ def row_by_row(url: str, books: list[Book]) -> float:
 
 
 def clear(conn: psycopg.Connection[tuple[object, ...]]) -> None:
-    conn.execute("TRUNCATE books, notes")
+    conn.execute("TRUNCATE books, notes, reading_sessions")
 
 
 def run(mode: Mode) -> Result:
