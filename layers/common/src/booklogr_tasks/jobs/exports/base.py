@@ -26,7 +26,11 @@ CHECK_EVERY_ROWS = 1000
 def run_export(ctx: JobContext, payload: ExportPayload, fmt: str, write: ExportWriter) -> Outcome:
     store = export_store(ctx.settings)
     owner, task_id = payload.owner_id, ctx.task.id
-    store.discard_leftovers(owner, fmt, task_id)
+    if ctx.task.attempts > 1:
+        # Files an earlier, lost attempt left. A first attempt has none: a task that failed for
+        # good had its files removed then (by its runner, or by the reaper that failed it), so
+        # even a retried task starts clean, and a first attempt does not scan the folder.
+        store.discard_leftovers(owner, fmt, task_id)
     with pooled(ctx.settings.database_url) as conn:
         export_id = tasks.reserve_export_id(conn, fmt)
         # The read below is a transaction of its own (a read-only snapshot cannot reserve ids).
