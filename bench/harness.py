@@ -157,6 +157,29 @@ def ratio(value: float | None, baseline: float | None) -> float | None:
     return round(value / baseline, 3)
 
 
+def rates_against_baseline(
+    result: Result, runs: dict[str, list[float]], baseline_name: str, target: float
+) -> None:
+    """One row per process count: the listeners' median tasks/s (`listener-N` runs) against the
+    baseline's (`baseline-N`), judged by `target`."""
+    for processes in (1, 2):
+        ours = median(runs[f"listener-{processes}"])
+        base = median(runs[f"baseline-{processes}"])
+        got = ratio(ours, base)
+        result.add(
+            Row(
+                metric=f"{processes} process{'es' if processes > 1 else ''}",
+                value=round(ours),
+                unit="tasks/s",
+                baseline=round(base),
+                baseline_name=baseline_name,
+                ratio=got,
+                target=f"≥ {target}x",
+                met=got is not None and got >= target,
+            )
+        )
+
+
 # --- statistics ----------------------------------------------------------------------------------
 
 

@@ -24,7 +24,7 @@ import psycopg
 from booklogr_tasks.jobs.exports.csv import COPY_CSV
 
 from bench import harness
-from bench.harness import Mode, Result, Row
+from bench.harness import Mode, Result
 
 NAME = "small_exports"
 TITLE = "Many small csv_exports at default settings"
@@ -143,22 +143,9 @@ def run(mode: Mode) -> Result:
         for processes in (1, 2):
             runs[f"baseline-{processes}"] = measure(url, tmp, mode, "baseline", processes)
             runs[f"listener-{processes}"] = measure(url, tmp, mode, "listener", processes)
-    for processes in (1, 2):
-        ours = harness.median(runs[f"listener-{processes}"])
-        base = harness.median(runs[f"baseline-{processes}"])
-        got = harness.ratio(ours, base)
-        result.add(
-            Row(
-                metric=f"{processes} process{'es' if processes > 1 else ''}",
-                value=round(ours),
-                unit="tasks/s",
-                baseline=round(base),
-                baseline_name="hand-written worker, one transaction per export",
-                ratio=got,
-                target=f"≥ {TARGET}x",
-                met=got is not None and got >= TARGET,
-            )
-        )
+    harness.rates_against_baseline(
+        result, runs, "hand-written worker, one transaction per export", TARGET
+    )
     result.details = {
         "users": mode.small_exports,
         "books_per_user": BOOKS_PER_USER,

@@ -22,6 +22,7 @@ from bench import harness
 from bench.harness import Mode, Result, Row
 
 NAME = "throughput"
+TARGET = 1.0
 TITLE = "Throughput of no-op tasks"
 WARMUP_TASKS = 200
 
@@ -98,23 +99,7 @@ def run(mode: Mode) -> Result:
         for level in mode.log_levels:
             if level != "WARNING":
                 runs[f"listener-1-{level}"] = measure(url, tmp, mode, "listener", 1, level)
-    targets = {1: 1.0, 2: 1.0}
-    for processes, target in targets.items():
-        ours = harness.median(runs[f"listener-{processes}"])
-        base = harness.median(runs[f"baseline-{processes}"])
-        got = harness.ratio(ours, base)
-        result.add(
-            Row(
-                metric=f"{processes} process{'es' if processes > 1 else ''}",
-                value=round(ours),
-                unit="tasks/s",
-                baseline=round(base),
-                baseline_name="SKIP LOCKED LIMIT 10 loop",
-                ratio=got,
-                target=f"≥ {target}x",
-                met=got is not None and got >= target,
-            )
-        )
+    harness.rates_against_baseline(result, runs, "SKIP LOCKED LIMIT 10 loop", TARGET)
     one, two = harness.median(runs["listener-1"]), harness.median(runs["listener-2"])
     result.add(
         Row(
