@@ -16,7 +16,7 @@ from booklogr_tasks.core.errors import TaskNotFound, TaskNotRetryable
 from booklogr_tasks.core.models import ExportRecord, Task, TaskReport, upload_named_in
 from booklogr_tasks.core.settings import RetryDelay
 from booklogr_tasks.db import queries
-from booklogr_tasks.db.pool import Conn
+from booklogr_tasks.db.pool import Conn, connect
 
 DEFAULT_DELAY = RetryDelay()
 
@@ -55,6 +55,13 @@ def retry_task(conn: Conn, task_id: int, owner_id: int) -> Task:
     if row is None:
         raise TaskNotRetryable(get_task(conn, task_id, owner_id).status)
     return Task.model_validate(row)
+
+
+def claims_connection(url: str) -> Conn:
+    """A connection for claims and sweeps: commits without waiting for the WAL flush (a claim
+    that a database crash loses is recovered like any lost claim), and plans claims as an
+    ordered walk of the fresh-task index (queries.CLAIMS_SESSION)."""
+    return connect(url, autocommit=True, durable=False, session=queries.CLAIMS_SESSION)
 
 
 def claim_task(conn: Conn, task_id: int, worker: str, types: list[str]) -> Task | None:

@@ -71,17 +71,16 @@ class Timer:
 
 
 class ClaimsConnection:
-    """The loop's connection for claims, sweeps and reaping. It commits without waiting for the
-    WAL flush (a claim that a database crash loses is recovered like any lost claim), and is
+    """The loop's connection for claims, sweeps and reaping (tasks.claims_connection). It is
     replaced after it carried a large task: libpq keeps a connection's buffers as large as the
     largest message it ever carried, which kept a listener tens of MB above its idle size."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.conn = connect(url, autocommit=True, durable=False)
+        self.conn = tasks.claims_connection(url)
 
     def renew(self) -> None:
-        old, self.conn = self.conn, connect(self.url, autocommit=True, durable=False)
+        old, self.conn = self.conn, tasks.claims_connection(self.url)
         old.close()
 
     def __enter__(self) -> ClaimsConnection:
