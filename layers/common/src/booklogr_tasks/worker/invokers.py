@@ -82,6 +82,7 @@ class InProcessInvoker:
 
     def _run(self, task: Task) -> None:
         started = time.monotonic()
+        cpu_started = time.thread_time()
         try:
             self.runner.execute(task)
         except Exception:  # execute records failures itself; this is the last line of defence
@@ -89,7 +90,7 @@ class InProcessInvoker:
         finally:
             took = time.monotonic() - started
             # Before the slot is freed: the next job in this thread starts from a trimmed heap.
-            after_job(took)
+            after_job(time.thread_time() - cpu_started)
             with self._lock:
                 self._in_flight -= 1
                 # Moving average of job durations (weight 1/8 on the newest).
