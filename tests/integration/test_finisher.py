@@ -80,6 +80,39 @@ def test_a_failed_publish_fails_only_its_own_task(db_url: str, conn: Any) -> Non
     ]
 
 
+def test_a_publish_the_database_refuses_fails_only_its_own_task(db_url: str, conn: Any) -> None:
+    """The group is first sent as one pipeline; an error the server raises in it (not in
+    Python) must also fall back to one savepoint per task."""
+    good, bad, after = claimed(db_url, 3)
+
+    def publish_row(task_id: int, filename: str) -> Any:
+        def publish(c: Conn) -> None:
+            c.execute(
+                "INSERT INTO csv_export (filename, owner_id, task_id) VALUES (%s, 3, %s)",
+                (filename, task_id),
+            )
+
+        return publish
+
+    def publish_refused(c: Conn) -> None:
+        c.execute("SELECT 1 / 0")
+
+    outcome = finish_group(
+        db_url,
+        [(good, publish_row(good, "g")), (bad, publish_refused), (after, publish_row(after, "a"))],
+    )
+
+    assert outcome[good] == "success" and outcome[after] == "success"
+    assert type(outcome[bad]).__name__ == "DivisionByZero"
+    assert [task_row(conn, t)["status"] for t in (good, bad, after)] == [
+        "success",
+        "started",
+        "success",
+    ]
+    rows = conn.execute("SELECT filename FROM csv_export ORDER BY filename").fetchall()
+    assert [r["filename"] for r in rows] == ["a", "g"]
+
+
 def test_a_task_taken_away_is_reported_lost_and_publishes_nothing(db_url: str, conn: Any) -> None:
     (task_id,) = claimed(db_url, 1)
     conn.execute("UPDATE tasks SET worker = 'someone-else' WHERE id = %s", (task_id,))

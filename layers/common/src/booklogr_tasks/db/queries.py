@@ -233,7 +233,13 @@ EXPORT_TABLES: dict[str, str] = {
 
 # Export ids are reserved before the file is written so its name can carry the id; the row
 # itself is only inserted, with that id, in the transaction that marks the task a success.
-RESERVE_EXPORT_ID: LiteralString = "SELECT nextval(pg_get_serial_sequence(%(table)s, 'id')) AS id"
+# An export's first statements: one snapshot for the whole file (the count, a report's summary
+# and its book list agree even while the owner edits books), its id reserved in the same
+# statement as the count (nextval is why the transaction is not READ ONLY).
+EXPORT_SNAPSHOT: LiteralString = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"
+START_EXPORT: LiteralString = """
+SELECT nextval(pg_get_serial_sequence(%(table)s, 'id')) AS id,
+       (SELECT count(*) FROM books WHERE owner_id = %(owner)s) AS books"""
 
 # Export table names come from EXPORT_TABLES only, never from a request, and are composed as
 # identifiers by psycopg.sql.

@@ -236,10 +236,18 @@ def reap(
 # --- exports ---------------------------------------------------------------------------------
 
 
-def reserve_export_id(conn: Conn, fmt: str) -> int:
-    row = conn.execute(queries.RESERVE_EXPORT_ID, {"table": queries.EXPORT_TABLES[fmt]}).fetchone()
+def start_export(conn: Conn, fmt: str, owner_id: int) -> tuple[int, int]:
+    """Begin an export's transaction on a snapshot of the owner's books (queries.START_EXPORT);
+    returns (reserved export id, number of books). Sent as one pipeline with the BEGIN: one
+    round trip instead of four, which small exports, a few milliseconds each, notice."""
+    with conn.pipeline():
+        conn.execute(queries.EXPORT_SNAPSHOT)
+        cur = conn.execute(
+            queries.START_EXPORT, {"table": queries.EXPORT_TABLES[fmt], "owner": owner_id}
+        )
+    row = cur.fetchone()
     assert row is not None
-    return int(row["id"])
+    return int(row["id"]), int(row["books"])
 
 
 def record_export(

@@ -4,8 +4,8 @@ previous commit was under way.
 Used for tasks whose success transaction is light: jobs with nothing to publish, and exports,
 whose publish step inserts one row (their file is already durable under its final name). Many
 small exports finishing at once then share one commit, and so one WAL flush, instead of paying
-for one each. Each task's finish and publish run in a savepoint of their own, so one task's
-failed publish does not undo the others'. A task's lease is held until its success is
+for one each. One task's failed publish does not undo the others' (see Finisher._finish). A
+task's lease is held until its success is
 committed. Used by listeners only: a Lambda handler must not return before its commit, so it
 finishes its single task itself.
 """
@@ -97,30 +97,49 @@ class Finisher:
                 logger.exception("finish callback failed", extra={"task_id": pending.task_id})
 
     def _finish(self, conn: Conn, group: list[_Pending]) -> list[Finished]:
-        """Lock the group's tasks whose attempt still owns them, publish each in a savepoint of
-        its own, then mark every published one a success in one statement. Returns what became
-        of each submission, in order."""
+        """Lock the group's tasks whose attempt still owns them, publish each, then mark every
+        published one a success in one statement. Returns what became of each submission, in
+        order. All of it is first sent as one pipeline (one round trip for the publish steps
+        and the finish); should a publish step fail, which is rare, the group starts over with
+        each publish step in a savepoint of its own, so that one task's failure does not undo
+        the others'."""
+        try:
+            with conn.pipeline():
+                return self._finish_group(conn, group, isolated=False)
+        except psycopg.OperationalError:
+            raise
+        except Exception:
+            conn.rollback()
+            return self._finish_group(conn, group, isolated=True)
+
+    def _finish_group(self, conn: Conn, group: list[_Pending], isolated: bool) -> list[Finished]:
         owned = tasks.lock_owned(conn, self.worker, [(p.task_id, p.attempt) for p in group])
         outcome: list[Finished] = ["lost"] * len(group)
-        results: dict[int, dict[str, Any] | None] = {}
-        attempts: dict[int, int | None] = {}
         publishing: dict[int, int] = {}  # task id -> its submission's place in the group
         for place, pending in enumerate(group):
             # Only the attempt that owns the task now counts, and it only once.
             if (pending.task_id, pending.attempt) not in owned or pending.task_id in publishing:
                 continue
             publishing[pending.task_id] = place
-            if pending.publish is not None:
-                try:
-                    with conn.transaction():
-                        pending.publish(conn)
-                except psycopg.OperationalError:
-                    raise
-                except Exception as exc:  # its savepoint is rolled back: this task only
-                    outcome[place] = exc
-                    continue
-            results[pending.task_id] = pending.result
-            attempts[pending.task_id] = pending.attempt
+        for task_id, place in list(publishing.items()):
+            publish = group[place].publish
+            if publish is None:
+                continue
+            if not isolated:
+                publish(conn)
+                continue
+            try:
+                with conn.transaction():
+                    publish(conn)
+            except psycopg.OperationalError:
+                raise
+            except Exception as exc:  # its savepoint is rolled back: this task only
+                outcome[place] = exc
+                del publishing[task_id]
+        results = {task_id: group[place].result for task_id, place in publishing.items()}
+        attempts: dict[int, int | None] = {
+            task_id: group[place].attempt for task_id, place in publishing.items()
+        }
         for task_id in tasks.finish_tasks(conn, self.worker, results, attempts):
             outcome[publishing[task_id]] = "success"
         return outcome

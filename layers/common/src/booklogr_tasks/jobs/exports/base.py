@@ -18,8 +18,6 @@ from booklogr_tasks.storage import PendingExport, export_key, export_store
 # Writes the owner's export into `sink`, reading on `conn`; returns the number of books written.
 ExportWriter = Callable[[Conn, JobContext, int, PendingExport], int]
 
-COUNT_BOOKS = "SELECT count(*) AS n FROM books WHERE owner_id = %(owner)s"
-CONSISTENT_READ = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 CHECK_EVERY_ROWS = 1000
 
 
@@ -32,17 +30,12 @@ def run_export(ctx: JobContext, payload: ExportPayload, fmt: str, write: ExportW
         # even a retried task starts clean, and a first attempt does not scan the folder.
         store.discard_leftovers(owner, fmt, task_id)
     with pooled(ctx.settings.database_url) as conn:
-        export_id = tasks.reserve_export_id(conn, fmt)
-        # The read below is a transaction of its own (a read-only snapshot cannot reserve ids).
-        conn.commit()
+        # The whole file is read from one snapshot, which starts here.
+        export_id, total = tasks.start_export(conn, fmt, owner)
         key = export_key(fmt, task_id, export_id)
         pending = store.begin(key, fmt)
         try:
-            # One snapshot for the whole file: the count, a report's summary and its book list
-            # agree even while the owner edits books.
-            conn.execute(CONSISTENT_READ)
-            total = conn.execute(COUNT_BOOKS, {"owner": owner}).fetchone()
-            ctx.report_progress(0, int(total["n"]) if total else None)
+            ctx.report_progress(0, total)
             books = write(conn, ctx, owner, pending)
             pending.complete()
             # The file goes under its final name here, in the job's own thread, so the success
