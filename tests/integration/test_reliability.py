@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 from booklogr_tasks.core.settings import load_settings
 from booklogr_tasks.db import tasks
 from booklogr_tasks.storage.local import LocalFolderStore
+from booklogr_tasks.worker.invokers import InProcessInvoker
 from booklogr_tasks.worker.leases import HeartbeatMonitor
 from booklogr_tasks.worker.runner import Runner
 
@@ -153,6 +155,36 @@ def test_two_attempts_in_one_process_run_one_after_the_other(
     ] == jobs_for_tests.ATTEMPT_EVENTS
     row = task_row(conn, task_id)
     assert (row["status"], row["attempts"], row["worker"]) == ("success", 2, "w")
+
+
+def test_tasks_waiting_for_a_thread_keep_their_lease_and_go_back_unrun_on_shutdown(
+    settings: Any, conn: Any, test_job_types: None
+) -> None:
+    """While jobs are quick the invoker claims a line of tasks beyond its threads. Their leases
+    are beaten from the claim, so a long wait costs them nothing, and a shutdown gives them back
+    without running them and without counting an attempt."""
+    lease = 1.0
+    runner = Runner(settings.model_copy(update={"task_lease_seconds": lease}), "w", 4, True)
+    invoker = InProcessInvoker(runner, concurrency=1)
+    invoker._typical_seconds = 0.0  # as after a run of quick jobs
+    assert invoker.free_slots() == 2  # one thread, one more task waiting in line
+    busy = insert_task(conn, "test_sleep", {"owner_id": 1, "seconds": 60}, 1)
+    waiting = insert_task(conn, "test_noop", {"owner_id": 1}, 1)
+    claimed = tasks.claim_batch(conn, "w", TEST_TYPES, invoker.free_slots())
+    assert [t.id for t in claimed] == [busy, waiting]
+    for task in claimed:
+        invoker.start(task)
+    assert invoker.free_slots() == 0
+    time.sleep(3 * lease)  # three leases in line behind a busy thread
+    reaped = tasks.reap(conn, lease, 3, TEST_TYPES, settings.retry_delay)
+    assert (reaped.requeued, reaped.failed) == ([], [])
+    assert task_row(conn, waiting)["status"] == "started"
+
+    invoker.shutdown(grace_seconds=0)
+
+    for task_id in (busy, waiting):
+        row = task_row(conn, task_id)
+        assert (row["status"], row["attempts"], row["worker"]) == ("fresh", 0, None)
 
 
 _WRITER = """

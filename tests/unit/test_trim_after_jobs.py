@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import pytest
+from booklogr_tasks.core.lease import Lease
 from booklogr_tasks.worker import memory
 from booklogr_tasks.worker.invokers import InProcessInvoker
 
@@ -17,7 +18,10 @@ class _Runner:
     def __init__(self, work: Any) -> None:
         self.work = work
 
-    def execute(self, task: Any) -> str:
+    def hold(self, task: Any) -> tuple[Lease, list[Lease]]:
+        return Lease(task_id=1, attempt=1), []
+
+    def execute(self, task: Any, held: Any) -> str:
         self.work(task)
         return "success"
 

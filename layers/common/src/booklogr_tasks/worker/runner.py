@@ -31,6 +31,10 @@ from booklogr_tasks.worker.leases import HeartbeatMonitor
 # execute()'s status for a success that waits for its group commit.
 FINISHING = "finishing"
 
+# A claimed attempt's lease, and the leases of earlier attempts at the same task in this
+# process (HeartbeatMonitor.hold).
+Held = tuple[Lease, list[Lease]]
+
 
 def worker_identity(nickname: str | None) -> str:
     """`nickname:UUID`, or the UUID alone when no nickname is set."""
@@ -109,12 +113,21 @@ class Runner:
             return "skipped"
         return self.execute(task)
 
-    def execute(self, task: Task) -> str:
-        """Run a task this worker has claimed; returns the status it ended in."""
-        lease, earlier = self.monitor.hold(task.id, task.attempts)
+    def hold(self, task: Task) -> Held:
+        """Start beating for a claimed task: from its claim on, however long it waits for a
+        thread, no reaper takes it from a live process."""
+        return self.monitor.hold(task.id, task.attempts)
+
+    def execute(self, task: Task, held: Held | None = None) -> str:
+        """Run a task this worker has claimed (its lease held since the claim, or from now);
+        returns the status it ended in."""
+        lease, earlier = held if held is not None else self.hold(task)
         status = "started"
         try:
             self._wait_for(earlier, task)
+            if lease.lost.is_set():
+                # Lost while it waited for a thread: shutting down, it is given back unrun.
+                return self._lost(task, lease, time.perf_counter())
             self._log("started", task)
             started = time.perf_counter()
             status = self._run_job(task, lease, started)
