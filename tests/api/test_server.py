@@ -409,3 +409,29 @@ def test_several_worker_processes_serve_and_stop_cleanly(api: Api, tmp_path: Pat
             task = requests.get(f"{base}/v1/tasks/{created.json()['task_id']}", headers=auth(user))
             assert task.json()["created_by"] == user
         assert proc.terminate() == 0, proc.log()
+
+
+def test_past_the_connection_limit_the_answer_is_json_503(api: Api, tmp_path: Path) -> None:
+    """uvicorn counts the asking connection too: with a limit of 2, one other open connection
+    is enough to be refused."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": api.url,
+        "EXPORT_FOLDER": str(api.folder / "exports"),
+        "AUTH_SECRET_KEY": SECRET,
+        "SINGLE_USER_MODE": "false",
+        "API_MAX_CONNECTIONS": "2",
+    }
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with service(["api", "--port", str(port)], env, tmp_path / "api-limit.log") as proc:
+        wait_until(lambda: _answers(base), what=f"the API to answer\n{proc.log()}")
+        limited = Api(base, port, api.url, api.folder, proc)
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as other:
+            # A request on it makes sure the server has accepted it before the next one asks.
+            other.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert other.recv(65536).startswith(b"HTTP/1.1 200")
+            status, headers, body = raw(limited, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert json_error(status, body, 503)["error"] == "unavailable"
+        assert headers["retry-after"] == "1"
+        assert proc.terminate() == 0, proc.log()

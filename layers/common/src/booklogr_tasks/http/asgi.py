@@ -94,7 +94,8 @@ class Api:
         method: str = scope["method"]
         headers = _headers(scope["headers"])
         exchange.cors = cors.cors_headers(headers.get("origin"), self.origins, self.all_methods)
-        # h11 bounds a head that arrives in pieces; one that arrives whole is measured here.
+        # The protocol (http/server.py) bounds a head that arrives in pieces; one that arrives
+        # in a single read is measured here.
         target = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
         limit = self.settings.api_max_header_bytes
         if target > min(MAX_URL_BYTES, limit):
@@ -297,8 +298,8 @@ def _headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
 
 
 def _raw_headers(items: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    # Names keep their usual capitals (h11 sends them as given): HTTP does not care, but some
-    # clients' code looks headers up in a plain dict.
+    # uvicorn's httptools protocol sends names in lower case (as HTTP/2 does; HTTP does not
+    # care); they keep their usual capitals here for the ASGI test client and any other server.
     return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in items]
 
 

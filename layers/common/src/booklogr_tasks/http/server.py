@@ -1,10 +1,12 @@
 """`booklogr-tasks api`: the Chalice app of functions/ under uvicorn, a production ASGI server.
 
 The same app.py that runs on Lambda answers every request (http/dispatch.py); http/asgi.py does
-the HTTP-level work around it. uvicorn runs with the h11 protocol, subclassed here so that the
-answers uvicorn gives by itself (malformed HTTP, a request head over the size limit, too many
-connections) are JSON like every other answer, and so that a client that sends a request head
-too slowly is cut off (uvicorn's own timer covers only idle keep-alive connections).
+the HTTP-level work around it. uvicorn runs with the httptools protocol (llhttp, in C: h11's
+pure-Python parsing and writing took most of the event loop's time per request), subclassed
+here so that the answers uvicorn gives by itself (malformed HTTP, a request head over the size
+limit, too many connections) are JSON like every other answer, so that a request head is bounded
+in size (llhttp has no limit of its own), and so that a client that sends a request head too
+slowly is cut off (uvicorn's own timer covers only idle keep-alive connections).
 
 Bounds, all from the environment (core/settings.py): API_THREADS handler threads, at most
 API_MAX_CONNECTIONS connections (503 past it), an accept backlog of API_BACKLOG, request heads of
@@ -26,7 +28,7 @@ from typing import Any
 
 import psycopg
 import uvicorn
-from uvicorn.protocols.http import h11_impl
+from uvicorn.protocols.http import httptools_impl
 from uvicorn.supervisors import Multiprocess
 
 from booklogr_tasks.core.observability import logger
@@ -82,11 +84,20 @@ def protocol_class(settings: Settings) -> type[asyncio.Protocol]:
     )
     malformed = _json_answer(400, "bad_request", "the request is not valid HTTP/1.1", origins)
 
-    class JsonH11Protocol(h11_impl.H11Protocol):
-        """uvicorn's h11 protocol with JSON refusals and a deadline for each request head."""
+    class JsonHttpToolsProtocol(httptools_impl.HttpToolsProtocol):
+        """uvicorn's httptools protocol with JSON refusals, a bound on the size of a request
+        head and a deadline for each request head."""
 
         _head_timer: asyncio.TimerHandle | None = None
         _cycle_when_armed: object = None
+        # Bytes received since the current request head began, while it is incomplete.
+        # llhttp (httptools) has no limit of its own: it hands over the URL and each header
+        # only when complete, buffering the pieces, so a head that never ends would grow
+        # without bound. Counted per read, so a head may exceed the limit by one read
+        # (at most 256 KB) before it is refused; a head that arrives whole in one read is
+        # measured exactly by the ASGI app (http/asgi.py).
+        _head_bytes = 0
+        _in_head = True
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
@@ -96,6 +107,27 @@ def protocol_class(settings: Settings) -> type[asyncio.Protocol]:
             if self._head_timer is not None:
                 self._head_timer.cancel()
             super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            if self._in_head:
+                self._head_bytes += len(data)
+            super().data_received(data)
+            if self._in_head and self._head_bytes > max_head and not self.transport.is_closing():
+                self.transport.write(too_large)
+                self.transport.close()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._in_head = True
+
+        def on_headers_complete(self) -> None:
+            self._in_head, self._head_bytes = False, 0
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            # Whatever the connection sends next is the next request's head.
+            self._in_head, self._head_bytes = True, 0
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
@@ -116,11 +148,11 @@ def protocol_class(settings: Settings) -> type[asyncio.Protocol]:
                 self.transport.close()
 
         def send_400_response(self, msg: str) -> None:
-            buffered = len(self.conn.trailing_data[0])
-            self.transport.write(too_large if buffered > max_head else malformed)
+            # uvicorn's text answer says what the parser disliked; ours never echoes the request.
+            self.transport.write(malformed)
             self.transport.close()
 
-    return JsonH11Protocol
+    return JsonHttpToolsProtocol
 
 
 async def _service_unavailable(scope: Any, receive: Any, send: Any) -> None:
@@ -163,7 +195,6 @@ def build_config(
         backlog=settings.api_backlog,
         limit_concurrency=settings.api_max_connections,
         timeout_keep_alive=int(max(1, round(settings.api_keep_alive_seconds))),
-        h11_max_incomplete_event_size=settings.api_max_header_bytes,
         timeout_graceful_shutdown=10,
     )
 
@@ -185,7 +216,7 @@ def _process_setup() -> None:
         library_logger.setLevel(level)
         library_logger.propagate = False
     # uvicorn answers past limit_concurrency with this module-level app; ours speaks JSON.
-    setattr(h11_impl, "service_unavailable", _service_unavailable)  # noqa: B010
+    setattr(httptools_impl, "service_unavailable", _service_unavailable)  # noqa: B010
 
 
 def _build_api(settings: Settings) -> tuple[Api, ThreadPoolExecutor]:
