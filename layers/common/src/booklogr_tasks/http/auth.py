@@ -42,8 +42,18 @@ def ensure_configured(settings: Settings) -> None:
 
 def authenticate(authorization: str | None, settings: Settings) -> int:
     """The caller's user id from an `Authorization` header value, or Unauthorized."""
+    user_id, jti = verify_token(authorization, settings)
+    if jti is not None:
+        ensure_not_revoked(settings, jti)
+    return user_id
+
+
+def verify_token(authorization: str | None, settings: Settings) -> tuple[int, str | None]:
+    """What `authenticate` checks without the database: the token's signature and claims.
+    The user id and the token's `jti` (None without one), which `ensure_not_revoked` must
+    then look up. Only CPU work, so the server can run it on its event loop."""
     if settings.single_user_mode:
-        return SINGLE_USER_ID
+        return SINGLE_USER_ID, None
     if not settings.auth_secret_key:
         raise Misconfigured(NOT_CONFIGURED)
     token = _bearer_token(authorization)
@@ -73,9 +83,13 @@ def authenticate(authorization: str | None, settings: Settings) -> int:
     jti = claims.get("jti")
     if jti is not None and not isinstance(jti, str):
         raise Unauthorized("the token's `jti` claim must be text")
-    if jti is not None and _revoked(settings, jti):
+    return user_id, jti
+
+
+def ensure_not_revoked(settings: Settings, jti: str) -> None:
+    """Unauthorized when BookLogr's logout revoked the token (a database round trip)."""
+    if _revoked(settings, jti):
         raise Unauthorized("the token has been revoked (signed out); sign in again")
-    return user_id
 
 
 def _bearer_token(authorization: str | None) -> str:
