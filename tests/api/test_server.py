@@ -421,6 +421,8 @@ def test_past_the_connection_limit_the_answer_is_json_503(api: Api, tmp_path: Pa
         "AUTH_SECRET_KEY": SECRET,
         "SINGLE_USER_MODE": "false",
         "API_MAX_CONNECTIONS": "2",
+        # The limit is per worker process; with several, either might take the next connection.
+        "API_WORKERS": "1",
     }
     port = free_port()
     base = f"http://127.0.0.1:{port}"
