@@ -259,6 +259,23 @@ def test_broken_or_oversized_requests_get_json(api: Api, request_bytes: bytes, s
     assert headers["content-type"] == "application/json"
 
 
+def test_header_names_keep_their_capitals(api: Api) -> None:
+    """As h11 sent them: some clients look headers up in a plain dict."""
+    head = (
+        "POST /v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {mint_token(5)}\r\nContent-Length: 22\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", api.port), timeout=30) as sock:
+        sock.sendall(head.encode() + b'{"type": "csv_export"}')
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    names = [line.partition(b":")[0] for line in answer.partition(b"\r\n\r\n")[0].split(b"\r\n")]
+    assert answer.startswith(b"HTTP/1.1 202"), answer[:200]
+    assert {b"Location", b"Content-Type", b"Content-Length", b"Retry-After"} <= set(names)
+
+
 def _head_in_pieces(port: int) -> bytes:
     """A head sent in 1 KB pieces until it is just over the 16 KB limit, then nothing more:
     the server must answer while the head is incomplete."""

@@ -310,8 +310,8 @@ def _headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
 
 
 def _raw_headers(items: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    # uvicorn's httptools protocol sends names in lower case (as HTTP/2 does; HTTP does not
-    # care); they keep their usual capitals here for the ASGI test client and any other server.
+    # Names keep their usual capitals (http/server.py makes uvicorn send them as given): HTTP
+    # does not care, but some clients' code looks headers up in a plain dict.
     return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in items]
 
 

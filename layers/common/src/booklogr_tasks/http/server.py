@@ -23,6 +23,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -72,7 +73,55 @@ def _json_answer(status: int, code: str, message: str, origins: tuple[str, ...])
     return head.encode("latin-1") + b"\r\n" + body
 
 
+class _HeadCapture(asyncio.Transport):
+    """Stands in for the connection's transport while uvicorn writes an answer's head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data = b""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.data += bytes(data)
+
+
+def _names_as_given(head: bytes, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """The head with each header name spelt as the app gave it (uvicorn's httptools protocol
+    writes them in lower case)."""
+    given = {name.lower(): name for name, _ in headers if name != name.lower()}
+    if not given:
+        return head
+    lines = head.split(b"\r\n")
+    for i in range(1, len(lines)):
+        name, sep, rest = lines[i].partition(b": ")
+        spelt = given.get(name)
+        if spelt is not None:
+            lines[i] = spelt + sep + rest
+    return b"\r\n".join(lines)
+
+
+class _NamesAsGivenCycle(httptools_impl.RequestResponseCycle):
+    """uvicorn's request/response cycle, with header names spelt as the app gave them, as h11
+    did: HTTP does not care, but some clients' code looks headers up in a plain dict (Python's
+    `dict(response.headers)` among them). uvicorn still decides the head (validation,
+    `connection: close`, chunking); only the spelling of names is changed."""
+
+    async def send(self, message: Any) -> None:
+        if message["type"] != "http.response.start" or self.response_started:
+            await super().send(message)
+            return
+        transport, capture = self.transport, _HeadCapture()
+        self.transport = capture
+        try:
+            await super().send(message)
+        finally:
+            self.transport = transport
+        if capture.data:
+            transport.write(_names_as_given(capture.data, message.get("headers", ())))
+
+
 def protocol_class(settings: Settings) -> type[asyncio.Protocol]:
+    # The protocol creates each request's cycle from this module-level name.
+    setattr(httptools_impl, "RequestResponseCycle", _NamesAsGivenCycle)  # noqa: B010
     origins = settings.cors_origin_list
     max_head = settings.api_max_header_bytes
     head_timeout = settings.api_request_timeout_seconds
