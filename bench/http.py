@@ -5,14 +5,16 @@ status (GET /v1/tasks/<id>) in a loop for the mode's duration, after a warm-up. 
 an asyncio loop in this process speaking HTTP/1.1 by hand (cheap enough not to be the
 bottleneck). Requests are spread over many users, each with a real token, as on a real install.
 
-Compared, in the same run:
+Compared, in the same run, with the API at its defaults (API_WORKERS):
 - the same handlers (functions/app.py) under `chalice local`: the ratio targeted (at least 4x);
-- a bare endpoint doing the same INSERT / SELECT with raw psycopg under the same server
-  (bench/http_baseline.py): what the app's own work costs (target at least 0.6x).
+- a bare endpoint doing the same INSERT / SELECT with raw psycopg under the same server with the
+  same number of worker processes (bench/http_baseline.py): what the app's own work costs
+  (target at least 0.6x);
+- for information, the API with two worker processes.
 
-Memory (each case on a fresh API process; peak RSS, VmHWM, after a warm-up vs after the case):
-three concurrent downloads of one large export (target growth < 50 MB), and four anonymous
-requests that try to send a 250 MB body each (target growth < 20 MB).
+Memory (each case on a fresh API process, API_WORKERS=1; peak RSS, VmHWM, after a warm-up vs
+after the case): three concurrent downloads of one large export (target growth < 50 MB), and
+four anonymous requests that try to send a 250 MB body each (target growth < 20 MB).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+from booklogr_tasks.core.settings import Settings
 from booklogr_tasks.db.pool import connect
 
 from bench import harness
@@ -220,15 +223,20 @@ def measure(proc: harness.Proc, port: int, size: Size, auth: list[str]) -> dict[
 
 
 def throughput(url: str, tmp: Path, size: Size) -> dict[str, dict[str, float]]:
+    """The API and the bare endpoint at the default API_WORKERS (what users get), chalice local
+    (one process, its only way), and the API with two worker processes."""
     auth = tokens()
     found = {}
     for label, command, workers in (
-        ("api", api_command, 1),
-        ("chalice_local", chalice_local_command, 1),
-        ("baseline", baseline_command, 1),
+        ("api", api_command, None),
+        ("chalice_local", chalice_local_command, None),
+        ("baseline", baseline_command, None),
         ("api_2_workers", api_command, 2),
     ):
-        env = {**server_env(url, tmp), "API_WORKERS": str(workers)}
+        env = server_env(url, tmp)
+        env.pop("API_WORKERS", None)
+        if workers is not None:
+            env["API_WORKERS"] = str(workers)
         port = harness_free_port()
         with harness.processes([command(port)], env, tmp, label) as (proc,):
             found[label] = measure(proc, port, size, auth)
@@ -319,7 +327,9 @@ def in_parallel(fn: Any, args: list[tuple[Any, ...]]) -> list[Any]:
 
 
 def memory(url: str, tmp: Path, size: Size) -> dict[str, float]:
-    env = server_env(url, tmp)
+    # One worker process: the bounds are per process, and the one measured must be the one
+    # serving (with several, the process started is only their supervisor).
+    env = {**server_env(url, tmp), "API_WORKERS": "1"}
     token = tokens()[0]
     path = big_export(url, tmp / "exports", size.download_mb)
     expected = size.download_mb * 1024 * 1024
@@ -354,7 +364,11 @@ def run(mode: Mode) -> Result:
         runs = throughput(url, tmp, size)
         mem = memory(url, tmp, size)
     api, local, base = runs["api"], runs["chalice_local"], runs["baseline"]
-    mix = f"{CLIENTS} keep-alive clients, create + status, {size.seconds:g} s"
+    workers = Settings().api_workers
+    mix = (
+        f"{CLIENTS} keep-alive clients, create + status, {size.seconds:g} s, "
+        f"default API_WORKERS ({workers})"
+    )
     result.add(
         Row(
             f"requests/s vs chalice local — {mix}",
@@ -373,7 +387,7 @@ def run(mode: Mode) -> Result:
             round(api["rps"]),
             "req/s",
             round(base["rps"]),
-            "raw psycopg INSERT/SELECT, same server",
+            "raw psycopg INSERT/SELECT, same server and workers",
             harness.ratio(api["rps"], base["rps"]),
             f"≥ {BASELINE_TARGET:g}x",
             api["rps"] >= BASELINE_TARGET * base["rps"],
@@ -446,7 +460,13 @@ def run(mode: Mode) -> Result:
             note=f"{int(mem['bodies_refused'])} of 4 answered 401",
         )
     )
-    result.details = {"runs": runs, "memory": mem, "clients": CLIENTS, "users": USERS}
+    result.details = {
+        "runs": runs,
+        "memory": mem,
+        "clients": CLIENTS,
+        "users": USERS,
+        "api_workers": workers,
+    }
     result.note = (
         f"{mix} after {size.warmup:g} s of warm-up, one run each; memory on fresh API processes "
         f"(peak RSS after a warm-up vs after the case); {os.cpu_count()} CPUs shared by client "

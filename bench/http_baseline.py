@@ -1,7 +1,8 @@
 """The HTTP benchmark's baseline: the least an endpoint can do for the same requests, under the
-same server (uvicorn with `booklogr-tasks api`'s protocol and limits).
+same server (uvicorn with `booklogr-tasks api`'s protocol and limits, and as many worker
+processes as API_WORKERS gives the API, so the two are compared at the same defaults).
 
-    python -m bench.http_baseline --port N      (DATABASE_URL from the environment)
+    python -m bench.http_baseline --port N      (DATABASE_URL and API_* from the environment)
 
 POST /v1/tasks runs the INSERT of a task with raw psycopg (no auth, no validation, no model);
 GET /v1/tasks/<id> reads the row back. One autocommit connection per handler thread.
@@ -20,6 +21,7 @@ import psycopg
 import uvicorn
 from booklogr_tasks.core.settings import get_settings
 from booklogr_tasks.http.server import build_config
+from uvicorn.supervisors import Multiprocess
 
 INSERT = "INSERT INTO tasks (type, data, created_by) VALUES ('bench_noop', %s, %s) RETURNING id"
 SELECT = (
@@ -81,14 +83,25 @@ class Baseline:
         await send({"type": "http.response.body", "body": body})
 
 
+def worker_app() -> Baseline:
+    """The app of one worker process; uvicorn calls it in each worker (API_WORKERS > 1)."""
+    settings = get_settings()
+    return Baseline(settings.database_url, settings.api_threads)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     settings = get_settings()
-    app = Baseline(settings.database_url, settings.api_threads)
-    uvicorn.Server(build_config(args.host, args.port, settings, app)).run()
+    if settings.api_workers > 1:
+        # As `booklogr-tasks api` does it (http/server.py's serve).
+        factory = "bench.http_baseline:worker_app"
+        config = build_config(args.host, args.port, settings, factory, settings.api_workers)
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        return
+    uvicorn.Server(build_config(args.host, args.port, settings, worker_app())).run()
 
 
 if __name__ == "__main__":

@@ -6,10 +6,12 @@ its typed error) to a response. All logic, SQL and AWS calls live in the package
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,13 @@ from booklogr_tasks.core.settings import Settings, get_settings
 from booklogr_tasks.http import cors, files
 from booklogr_tasks.http import routes as api
 from booklogr_tasks.http.auth import authenticate
-from booklogr_tasks.http.serving import SEND_FILE_HEADER, body_limit, public, under_server
+from booklogr_tasks.http.serving import (
+    SEND_FILE_HEADER,
+    body_limit,
+    public,
+    under_server,
+    verified_user,
+)
 from booklogr_tasks.jobs import REGISTRY
 from booklogr_tasks.worker.runner import run_task
 from chalice import Chalice, Response
@@ -58,9 +66,12 @@ def _request() -> Request:
 
 
 def _caller() -> tuple[Settings, int]:
-    """The settings (read per request, cached) and the authenticated user id."""
+    """The settings (read per request, cached) and the authenticated user id (the server's
+    check of this request's token when it made one before reading the body)."""
     settings = get_settings()
-    return settings, authenticate(_request().headers.get("authorization"), settings)
+    authorization = _request().headers.get("authorization")
+    user = verified_user(authorization)
+    return settings, authenticate(authorization, settings) if user is None else user
 
 
 def _query() -> dict[str, str]:
@@ -125,6 +136,14 @@ def _with_cors(request: Request, response: Response) -> Response:
     return response
 
 
+def _subsegment(name: str) -> AbstractContextManager[Any]:
+    """A trace subsegment; none when tracing is off (outside Lambda, or switched off), where the
+    X-Ray SDK would still build a throwaway one per request."""
+    if tracer.disabled:
+        return contextlib.nullcontext()
+    return tracer.provider.in_subsegment(name)
+
+
 @app.middleware("http")
 def observe(request: Request, get_response: Callable[[Request], Response]) -> Response:
     """CORS headers on every answer; one log line, one trace subsegment and error metrics per
@@ -132,12 +151,10 @@ def observe(request: Request, get_response: Callable[[Request], Response]) -> Re
     that never reach the app); metrics go out only on Lambda, where CloudWatch reads them."""
     started = time.perf_counter()
     route = f"{request.method} {request.path}"
-    with (
-        logger.append_context_keys(route=route),
-        tracer.provider.in_subsegment(f"## {route}") as subsegment,
-    ):
+    with logger.append_context_keys(route=route), _subsegment(f"## {route}") as subsegment:
         response = _with_cors(request, _uniform(request, get_response(request)))
-        subsegment.put_annotation("status", response.status_code)
+        if subsegment is not None:
+            subsegment.put_annotation("status", response.status_code)
         if response.status_code >= 400:
             api.count("ApiErrors", status=str(response.status_code))
         if not under_server():

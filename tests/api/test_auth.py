@@ -206,3 +206,22 @@ def test_the_api_refuses_to_start_without_secret_or_single_user_mode(
 
     err = capsys.readouterr().err
     assert "AUTH_SECRET_KEY" in err and "SINGLE_USER_MODE" in err
+
+
+def test_a_remembered_token_still_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Verified tokens are remembered (http/auth._verified_claims); expiry is checked anew on
+    every request all the same."""
+    settings = get_settings().model_copy(
+        update={"auth_secret_key": SECRET, "single_user_mode": False}
+    )
+    header = f"Bearer {mint_token(5, lifetime=60)}"
+    assert auth.verify_token(header, settings) == (5, None)
+    assert auth.verify_token(header, settings) == (5, None)
+    later = time.time() + 61
+    monkeypatch.setattr(time, "time", lambda: later)
+    with pytest.raises(auth.TokenExpired):
+        auth.verify_token(header, settings)
+    # A refused token is not remembered: each request is refused the same way.
+    for _ in range(2):
+        with pytest.raises(auth.Unauthorized):
+            auth.verify_token(BAD_TOKENS["wrong-signature"], settings)

@@ -259,6 +259,23 @@ def test_broken_or_oversized_requests_get_json(api: Api, request_bytes: bytes, s
     assert headers["content-type"] == "application/json"
 
 
+def test_header_names_keep_their_capitals(api: Api) -> None:
+    """As h11 sent them: some clients look headers up in a plain dict."""
+    head = (
+        "POST /v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {mint_token(5)}\r\nContent-Length: 22\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", api.port), timeout=30) as sock:
+        sock.sendall(head.encode() + b'{"type": "csv_export"}')
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    names = [line.partition(b":")[0] for line in answer.partition(b"\r\n\r\n")[0].split(b"\r\n")]
+    assert answer.startswith(b"HTTP/1.1 202"), answer[:200]
+    assert {b"Location", b"Content-Type", b"Content-Length", b"Retry-After"} <= set(names)
+
+
 def _head_in_pieces(port: int) -> bytes:
     """A head sent in 1 KB pieces until it is just over the 16 KB limit, then nothing more:
     the server must answer while the head is incomplete."""
@@ -408,4 +425,32 @@ def test_several_worker_processes_serve_and_stop_cleanly(api: Api, tmp_path: Pat
             assert created.status_code == 202
             task = requests.get(f"{base}/v1/tasks/{created.json()['task_id']}", headers=auth(user))
             assert task.json()["created_by"] == user
+        assert proc.terminate() == 0, proc.log()
+
+
+def test_past_the_connection_limit_the_answer_is_json_503(api: Api, tmp_path: Path) -> None:
+    """uvicorn counts the asking connection too: with a limit of 2, one other open connection
+    is enough to be refused."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": api.url,
+        "EXPORT_FOLDER": str(api.folder / "exports"),
+        "AUTH_SECRET_KEY": SECRET,
+        "SINGLE_USER_MODE": "false",
+        "API_MAX_CONNECTIONS": "2",
+        # The limit is per worker process; with several, either might take the next connection.
+        "API_WORKERS": "1",
+    }
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with service(["api", "--port", str(port)], env, tmp_path / "api-limit.log") as proc:
+        wait_until(lambda: _answers(base), what=f"the API to answer\n{proc.log()}")
+        limited = Api(base, port, api.url, api.folder, proc)
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as other:
+            # A request on it makes sure the server has accepted it before the next one asks.
+            other.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert other.recv(65536).startswith(b"HTTP/1.1 200")
+            status, headers, body = raw(limited, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert json_error(status, body, 503)["error"] == "unavailable"
+        assert headers["retry-after"] == "1"
         assert proc.terminate() == 0, proc.log()

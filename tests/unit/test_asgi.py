@@ -13,7 +13,12 @@ import jwt
 from booklogr_tasks.core.settings import Settings
 from booklogr_tasks.http.asgi import Api
 from booklogr_tasks.http.dispatch import per_thread_requests
-from booklogr_tasks.http.serving import body_limit, mark_server_thread, public
+from booklogr_tasks.http.serving import (
+    body_limit,
+    mark_server_thread,
+    public,
+    verified_user,
+)
 from chalice import Chalice, Response
 
 SECRET = "unit-secret-key-of-sufficient-length-0123456789"
@@ -38,6 +43,12 @@ def make_app() -> Any:
         request = app.current_request
         assert request is not None
         return Response(body={"size": len(request.raw_body)})
+
+    @app.route("/whoami", methods=["POST", "GET"])
+    def whoami() -> Response:
+        request = app.current_request
+        assert request is not None
+        return Response(body={"user": verified_user(request.headers.get("authorization"))})
 
     @app.route("/open", methods=["POST"])
     @public
@@ -137,3 +148,15 @@ def test_unknown_routes_and_methods_are_json() -> None:
     assert status == 405 and headers["allow"] == "OPTIONS, POST"
     status, headers, _, _ = call(api, "OPTIONS", "/upload", headers={"Origin": "http://x"})
     assert status == 204 and headers["access-control-allow-origin"] == "*"
+
+
+def test_the_view_is_told_the_caller_the_server_checked_before_the_body() -> None:
+    api = make_api()
+    json_body = {**token(), "Content-Type": "application/json"}
+    status, _, body, _ = call(api, "POST", "/whoami", b"{}", json_body)
+    assert status == 200 and json.loads(body) == {"user": 3}
+    # No body, no check by the server: the view authenticates by itself.
+    status, _, body, _ = call(api, "GET", "/whoami", headers=token())
+    assert status == 200 and json.loads(body) == {"user": None}
+    # Only for the request being run, and only for that header's value.
+    assert verified_user(token()["Authorization"]) is None

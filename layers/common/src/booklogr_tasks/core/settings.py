@@ -80,7 +80,11 @@ class Settings(BaseModel):
     # that run the handlers; connections open at once; the kernel's accept queue.
     api_threads: int = Field(8, ge=1, le=64)
     # Processes serving the API (each with api_threads threads and its own connection pool):
-    # one interpreter uses one core at most.
+    # one interpreter uses one core at most. One by default, as measured: on the 2-core
+    # machine benchmark 7 runs on, 2 workers served 1149-1308 req/s against 956-1359 for one
+    # (three interleaved 6 s runs, 2026-12-02), the cores being taken by the load, PostgreSQL
+    # and the server alike; a second process costs its memory and connection pool for nothing
+    # there. Where the cores are free (clients elsewhere), set it to the number of cores.
     api_workers: int = Field(1, ge=1, le=32)
     api_max_connections: int = Field(200, ge=1)
     api_backlog: int = Field(512, ge=1)

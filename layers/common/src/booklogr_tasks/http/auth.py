@@ -9,6 +9,7 @@ every request is user 1, as in BookLogr.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 
@@ -27,6 +28,9 @@ _MAX_USER_ID = 2**31 - 1  # tasks.created_by is an integer column
 # A database without BookLogr's revoked_tokens table is asked again after this long, so a
 # BookLogr installed later is noticed without a restart; once the table is there, it stays.
 REVOKED_TABLE_RECHECK_SECONDS = 60.0
+# Tokens remembered as verified (_verified_claims): a few hundred bytes each.
+TOKEN_CACHE_SIZE = 4096
+EXPIRED = "the token has expired; sign in again"
 
 NOT_CONFIGURED = (
     "the API needs AUTH_SECRET_KEY (the JWT secret BookLogr signs its tokens with) or "
@@ -42,17 +46,39 @@ def ensure_configured(settings: Settings) -> None:
 
 def authenticate(authorization: str | None, settings: Settings) -> int:
     """The caller's user id from an `Authorization` header value, or Unauthorized."""
+    user_id, jti = verify_token(authorization, settings)
+    if jti is not None:
+        ensure_not_revoked(settings, jti)
+    return user_id
+
+
+def verify_token(authorization: str | None, settings: Settings) -> tuple[int, str | None]:
+    """What `authenticate` checks without the database: the token's signature and claims.
+    The user id and the token's `jti` (None without one), which `ensure_not_revoked` must
+    then look up. Only CPU work, so the server can run it on its event loop."""
     if settings.single_user_mode:
-        return SINGLE_USER_ID
+        return SINGLE_USER_ID, None
     if not settings.auth_secret_key:
         raise Misconfigured(NOT_CONFIGURED)
     token = _bearer_token(authorization)
+    user_id, jti, expires = _verified_claims(token, settings.auth_secret_key)
+    # The one check that time can turn: a token that was valid when it was cached expires.
+    if expires <= time.time():
+        raise TokenExpired(EXPIRED)
+    return user_id, jti
+
+
+@functools.lru_cache(maxsize=TOKEN_CACHE_SIZE)
+def _verified_claims(token: str, secret: str) -> tuple[int, str | None, int]:
+    """The user id, `jti` and expiry of a token that passes every check; remembered by its
+    exact text (signature included) and the secret: a client sends the same token on every
+    request until it expires, and checking the signature again was a tenth of the server's
+    work per request. A token that fails is never remembered (lru_cache keeps no exception),
+    and the revocation look-up is never skipped."""
     try:
-        claims = jwt.decode(
-            token, settings.auth_secret_key, algorithms=ALGORITHMS, options={"require": ["exp"]}
-        )
+        claims = jwt.decode(token, secret, algorithms=ALGORITHMS, options={"require": ["exp"]})
     except jwt.ExpiredSignatureError:
-        raise TokenExpired("the token has expired; sign in again") from None
+        raise TokenExpired(EXPIRED) from None
     except jwt.MissingRequiredClaimError:
         raise Unauthorized(
             "the token has no expiry (`exp`); use an access token issued by BookLogr"
@@ -73,9 +99,14 @@ def authenticate(authorization: str | None, settings: Settings) -> int:
     jti = claims.get("jti")
     if jti is not None and not isinstance(jti, str):
         raise Unauthorized("the token's `jti` claim must be text")
-    if jti is not None and _revoked(settings, jti):
+    # PyJWT checked that `exp` is a whole number of seconds.
+    return user_id, jti, int(claims["exp"])
+
+
+def ensure_not_revoked(settings: Settings, jti: str) -> None:
+    """Unauthorized when BookLogr's logout revoked the token (a database round trip)."""
+    if _revoked(settings, jti):
         raise Unauthorized("the token has been revoked (signed out); sign in again")
-    return user_id
 
 
 def _bearer_token(authorization: str | None) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from booklogr_tasks.core.errors import SettingsError
+from booklogr_tasks.http.serving import verified
 
 STAGE = "local"
 # Set it when the package is installed somewhere the repository's functions/ is not beside it.
@@ -174,9 +175,12 @@ def build_event(
     }
 
 
-def call(app: Any, event: dict[str, Any]) -> dict[str, Any]:
-    """Run the app on one event, in the calling thread; API Gateway's response dict."""
-    response: dict[str, Any] = app(event, None)
+def call(app: Any, event: dict[str, Any], user_id: int | None = None) -> dict[str, Any]:
+    """Run the app on one event, in the calling thread; API Gateway's response dict.
+    `user_id`: the server already authenticated the event's `authorization` header as this user
+    (serving.verified_user tells the view so)."""
+    with verified(event["headers"].get("authorization"), user_id):
+        response: dict[str, Any] = app(event, None)
     return response
 
 

@@ -12,13 +12,16 @@ The Chalice app runs in two places: on Lambda behind API Gateway, and in the thr
   MAX_BODY_BYTES (an upload route); the server enforces it while reading.
 - `public(view)`: a route anyone may call. The server checks the `Authorization` header of every
   other route before it reads a request's body, so nobody unauthenticated can make it hold one.
+- `verified_user(authorization)`: the user the server already authenticated for the request this
+  thread is running (that check, http/auth.py's, is not repeated by the view).
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 SEND_FILE_HEADER = "X-Booklogr-Tasks-Send-File"
@@ -37,6 +40,26 @@ def mark_server_thread() -> None:
 
 def under_server() -> bool:
     return bool(getattr(_thread, "under_server", False))
+
+
+@contextmanager
+def verified(authorization: str | None, user_id: int | None) -> Iterator[None]:
+    """While the app runs one request in this thread: the server authenticated `authorization`
+    (the request's header value) as `user_id` (None: it did not check)."""
+    _thread.verified = None if user_id is None else (authorization, user_id)
+    try:
+        yield
+    finally:
+        _thread.verified = None
+
+
+def verified_user(authorization: str | None) -> int | None:
+    """The user id the server authenticated this very header value as for the request this
+    thread is running; None when it did not (on Lambda, a GET, a public route)."""
+    known: tuple[str | None, int] | None = getattr(_thread, "verified", None)
+    if known is None or known[0] != authorization:
+        return None
+    return known[1]
 
 
 def on_lambda() -> bool:
@@ -80,4 +103,6 @@ __all__ = [
     "on_lambda",
     "public",
     "under_server",
+    "verified",
+    "verified_user",
 ]
