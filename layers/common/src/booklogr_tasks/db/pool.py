@@ -43,8 +43,13 @@ KEEPALIVE = {
 IDLE_CHECK_SECONDS = 5.0
 
 
-def _mark_returned(conn: Conn) -> None:
+def _give_back(pool: ConnectionPool[Conn], conn: Conn) -> None:
+    """Return a connection to the pool, noting when (for _check_if_idle). Noted here rather
+    than in the pool's `reset` hook: with a hook, the pool hands every returned connection to
+    its background thread, a thread switch per use (API: 0.58-0.78 ms of server CPU per
+    request with the hook, 0.43-0.47 without)."""
     conn._booklogr_returned_at = time.monotonic()  # type: ignore[attr-defined]
+    pool.putconn(conn)
 
 
 def _hung_up(conn: Conn) -> bool:
@@ -128,7 +133,6 @@ def get_pool(url: str, *, max_size: int = 10) -> ConnectionPool[Conn]:
                 max_size=max_size,
                 kwargs={"row_factory": dict_row},
                 check=_check_if_idle,
-                reset=_mark_returned,
                 open=False,
                 name="booklogr-tasks",
             )
@@ -146,7 +150,7 @@ def pooled(url: str, timeout: float = 30.0) -> Iterator[Conn]:
         with conn:
             yield conn
     finally:
-        pool.putconn(conn)
+        _give_back(pool, conn)
 
 
 @contextmanager
@@ -167,7 +171,7 @@ def live_connection(url: str, pool_wait: float, timeout: float) -> Iterator[Conn
         with conn:
             yield conn
     finally:
-        pool.putconn(conn)
+        _give_back(pool, conn)
 
 
 def close_pools() -> None:
