@@ -249,6 +249,20 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str, interval: flo
         time.sleep(interval)
 
 
+def empty_queue(conn: psycopg.Connection[Any], tables: str = "tasks") -> None:
+    """TRUNCATE between reps while listeners run. Their housekeeping (retention deleting old
+    finished tasks) may hold a lock the TRUNCATE needs while waiting for one it holds; the
+    database then cancels one of the two, and when that is the TRUNCATE it is tried again."""
+    for attempt in range(5):
+        try:
+            conn.execute(f"TRUNCATE {tables} CASCADE")
+            return
+        except psycopg.errors.DeadlockDetected:
+            if attempt == 4:
+                raise
+            time.sleep(0.1)
+
+
 def count_status(conn: psycopg.Connection[Any], status: str, task_type: str) -> int:
     row = conn.execute(
         "SELECT count(*) FROM tasks WHERE status = %s AND type = %s", (status, task_type)

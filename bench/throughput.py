@@ -52,7 +52,7 @@ def baseline_worker(url: str) -> None:
 
 def drain(conn: psycopg.Connection[tuple[object, ...]], n: int, procs: list[harness.Proc]) -> float:
     """Enqueue a backlog of n tasks and wait for it; tasks per second."""
-    conn.execute("TRUNCATE tasks CASCADE")
+    harness.empty_queue(conn)
     with conn.transaction():
         conn.execute(BACKLOG, (n,))
     row = conn.execute("SELECT clock_timestamp()").fetchone()
