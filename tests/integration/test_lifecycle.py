@@ -224,15 +224,26 @@ def test_a_claim_walks_the_fresh_index_however_large_the_burst(db_url: str, conn
     assert "Index Scan using tasks_fresh_idx" in plan and "Sort" not in plan, plan
 
 
-def test_every_connection_plans_for_the_table_as_it_is_now(db_url: str, conn: Any) -> None:
+def test_statements_over_lists_of_ids_are_planned_for_the_table_as_it_is_now(
+    db_url: str, conn: Any
+) -> None:
     # A generic plan kept from when the table was small scanned it once per id of a group
-    # commit: 70-840 ms per group once 10,000 tasks were queued.
-    from booklogr_tasks.db.pool import pooled
-
-    with pooled(db_url) as pooled_conn:
-        setting = pooled_conn.execute("SHOW plan_cache_mode").fetchone()
-    assert setting == {"plan_cache_mode": "force_custom_plan"}
+    # commit: 70-840 ms per group once 10,000 tasks were queued. Such statements are never
+    # prepared (each execution is planned); a claim by id, run as often, is.
+    ids = [insert_task(conn, "csv_export", {"owner_id": 1}, 1) for _ in range(10)]
     with tasks.claims_connection(db_url) as claims:
-        shown = claims.execute("SHOW plan_cache_mode").fetchone()
-        assert shown == {"plan_cache_mode": "force_custom_plan"}
+        for task_id in ids:
+            assert tasks.claim_task(claims, task_id, "w", TYPES) is not None
+            owned = tasks.lock_owned(claims, "w", [(task_id, 1)])
+            tasks.heartbeat(claims, "w", {task_id: 1}, {})
+            assert tasks.finish_tasks(claims, "w", {task_id: None}, {task_id: 1}) == {task_id}
+            assert owned == {(task_id, 1)}
+        tasks.reap(claims, 60, 3, TYPES)
+        tasks.claim_batch(claims, "w", TYPES, 10)
+        prepared = [
+            row["statement"]
+            for row in claims.execute("SELECT statement FROM pg_prepared_statements").fetchall()
+        ]
         assert claims.execute("SHOW synchronous_commit").fetchone() == {"synchronous_commit": "off"}
+    assert any("WHERE id = $" in statement for statement in prepared), prepared
+    assert not any("unnest" in statement or "LIMIT" in statement for statement in prepared)

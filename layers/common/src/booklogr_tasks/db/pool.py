@@ -86,20 +86,12 @@ def _checkout(pool: ConnectionPool[Conn], timeout: float) -> Conn:
         pool.putconn(conn)  # the pool drops it and opens a replacement
 
 
-# Server settings of every connection. psycopg prepares a statement that runs often, and
-# PostgreSQL then may keep one generic plan for it, made when the tables were small. The task
-# lifecycle's statements look tasks up by id lists (finisher, heartbeat); a generic plan made
-# while the table held a few hundred rows joined them by scanning the whole table per id, and
-# once the queue grew to 10,000 tasks a group commit took 70-840 ms instead of under 1 ms. Custom
-# plans are made for the table as it is at each execution, for some 0.05 ms of planning.
-SESSION: dict[str, str] = {"plan_cache_mode": "force_custom_plan"}
-
-
 def conninfo_for(url: str, session: Mapping[str, str] | None = None) -> str:
-    """`url` with keepalives and a connect timeout, and the server settings of SESSION plus
-    `session` (sent with the connection request: no extra round trip)."""
-    settings = {**SESSION, **(session or {})}
-    ours = " ".join(f"-c {name}={value}" for name, value in settings.items())
+    """`url` with keepalives and a connect timeout, and the server settings in `session` (sent
+    with the connection request: no extra round trip)."""
+    if not session:
+        return make_conninfo(url, **KEEPALIVE)
+    ours = " ".join(f"-c {name}={value}" for name, value in session.items())
     # Options the operator put in DATABASE_URL (a search_path, say) are kept, before ours.
     theirs = conninfo_to_dict(url).get("options")
     options = f"{theirs} {ours}" if theirs else ours
