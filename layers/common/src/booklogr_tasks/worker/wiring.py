@@ -14,7 +14,11 @@ from booklogr_tasks.worker.runner import Runner, worker_identity
 # SKIP LOCKED LIMIT 10 loop: 1,583 / 2,697. At 4 a claim serves too few tasks (and a second
 # process adds little); past 10 the gain is within the noise while every extra slot costs a
 # thread and a pooled connection. Exports and imports are I/O-bound (COPY, fsync) and overlap
-# well at 10. See bench/throughput.py and bench/small_exports.py for the same-run ratios.
+# well at 10. Re-measured after claims stopped slowing down with the queue (2026-12-02, 2 cores,
+# interleaved runs on a busy machine): no-op backlog of 5,000, 2 processes, concurrency 4:
+# 2,906-3,900 tasks/s, 10: 3,581-7,549; 2,000 small exports, 2 processes, 4: 353-611, 10:
+# 406-662. While jobs are quick the listener claims up to twice this (invokers.free_slots).
+# See bench/throughput.py and bench/small_exports.py for the same-run ratios.
 DEFAULT_CONCURRENCY = 10
 
 
