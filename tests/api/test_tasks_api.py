@@ -278,6 +278,20 @@ def test_retry_of_a_task_that_has_not_failed_is_409(client: Any, conn: Any) -> N
     assert task_row(conn, done)["status"] == "success"
 
 
+def test_retry_of_a_failed_task_booklogr_runs_itself_is_409_and_changes_nothing(
+    client: Any, conn: Any
+) -> None:
+    # As BookLogr's API writes its own tasks: data a Python repr without owner_id, no worker.
+    row = conn.execute(
+        "INSERT INTO tasks (type, data, status, created_by, error) "
+        "VALUES ('csv_export', '{}', 'failure', 5, 'BookLogr says no') RETURNING id"
+    ).fetchone()
+    body = error_of(client.post(f"/v1/tasks/{row['id']}/retry", headers=bearer(5)), 409)
+    assert body["error"] == "conflict" and "BookLogr" in body["message"]
+    after = task_row(conn, row["id"])
+    assert (after["status"], after["error"], after["attempts"]) == ("failure", "BookLogr says no", 0)
+
+
 def test_retry_of_another_users_task_is_404(client: Any, conn: Any) -> None:
     theirs = insert_task(conn, "csv_export", {"owner_id": 6}, 6)
     claimed(conn, theirs)

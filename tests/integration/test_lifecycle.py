@@ -100,16 +100,16 @@ def test_finish_and_fail_by_a_worker_that_lost_the_task_change_nothing(conn: Any
 def test_retry_only_from_failure_clears_error_and_announces(db_url: str, conn: Any) -> None:
     task_id = insert_task(conn, "csv_export", {"owner_id": 3}, 3)
     with pytest.raises(TaskNotRetryable):
-        tasks.retry_task(conn, task_id, 3)
+        tasks.retry_task(conn, task_id, 3, TYPES)
     tasks.claim_task(conn, task_id, "w", TYPES)
     with pytest.raises(TaskNotRetryable):
-        tasks.retry_task(conn, task_id, 3)
+        tasks.retry_task(conn, task_id, 3, TYPES)
     tasks.fail_task(conn, task_id, "w", "disk full", {"partial": True})
     with pytest.raises(TaskNotFound):
-        tasks.retry_task(conn, task_id, 4)  # someone else's
+        tasks.retry_task(conn, task_id, 4, TYPES)  # someone else's
     with connect(db_url, autocommit=True) as listener:
         listener.execute("LISTEN task_created")
-        retried = tasks.retry_task(conn, task_id, 3)
+        retried = tasks.retry_task(conn, task_id, 3, TYPES)
         assert [n.payload for n in listener.notifies(timeout=2, stop_after=1)] == [str(task_id)]
     assert (retried.status, retried.error, retried.worker, retried.attempts) == (
         "fresh",

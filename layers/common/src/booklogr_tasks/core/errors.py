@@ -132,9 +132,12 @@ class TaskNotFound(LookupError):
 
 
 class TaskNotRetryable(RuntimeError):
-    def __init__(self, status: str) -> None:
+    """Not failed, or (`ours` False) failed but run by BookLogr itself, not by this service."""
+
+    def __init__(self, status: str, ours: bool = True) -> None:
         super().__init__(f"only a failed task can be retried; this one is {status}")
         self.status = status
+        self.ours = ours
 
 
 class TaskLost(RuntimeError):

@@ -45,21 +45,23 @@ LIST_OWN_TASKS: LiteralString = (
  ORDER BY t.id DESC LIMIT %(limit)s"""
 )
 
+# A row is this service's to run when its data names an owner (every payload of this service does;
+# BookLogr stores a Python repr such as `{}`) and its type is one the caller serves. strpos, not a
+# JSON cast: BookLogr's data is not JSON, and a cast would fail the whole statement.
+_OURS: LiteralString = """type = ANY(%(types)s) AND strpos(data, '"owner_id"') > 0"""
+
+# Only a task this service runs: a failed task of BookLogr's own, made fresh, would wait forever
+# (BookLogr runs its tasks in a thread when it creates them, and no listener claims them).
 RETRY_TASK: LiteralString = f"""
 WITH retried AS (
     UPDATE tasks SET status = 'fresh', error = NULL, worker = NULL, attempts = 0,
                      run_after = NULL, updated_on = now()
-     WHERE id = %(id)s AND created_by = %(owner)s AND status = 'failure'
+     WHERE id = %(id)s AND created_by = %(owner)s AND status = 'failure' AND {_OURS}
     RETURNING {TASK_COLUMNS}
 ), cleared AS (
     DELETE FROM task_results WHERE task_id IN (SELECT id FROM retried)
 )
 SELECT * FROM retried"""
-
-# A row is this service's to run when its data names an owner (every payload of this service does;
-# BookLogr stores a Python repr such as `{}`) and its type is one the caller serves. strpos, not a
-# JSON cast: BookLogr's data is not JSON, and a cast would fail the whole statement.
-_OURS: LiteralString = """type = ANY(%(types)s) AND strpos(data, '"owner_id"') > 0"""
 
 # Claimable now: fresh, ours, and past any backoff.
 _CLAIMABLE: LiteralString = (

@@ -50,11 +50,15 @@ def list_tasks(
     return [TaskReport.model_validate(row) for row in rows]
 
 
-def retry_task(conn: Conn, task_id: int, owner_id: int) -> Task:
-    """failure → fresh, error and attempts cleared; the trigger announces it again."""
-    row = conn.execute(queries.RETRY_TASK, {"id": task_id, "owner": owner_id}).fetchone()
+def retry_task(conn: Conn, task_id: int, owner_id: int, types: list[str]) -> Task:
+    """failure → fresh, error and attempts cleared; the trigger announces it again. Only for a
+    task of these types that this service runs (not one BookLogr runs itself)."""
+    row = conn.execute(
+        queries.RETRY_TASK, {"id": task_id, "owner": owner_id, "types": types}
+    ).fetchone()
     if row is None:
-        raise TaskNotRetryable(get_task(conn, task_id, owner_id).status)
+        status = get_task(conn, task_id, owner_id).status
+        raise TaskNotRetryable(status, ours=status != "failure")
     return Task.model_validate(row)
 
 

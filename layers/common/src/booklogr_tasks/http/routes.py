@@ -219,10 +219,15 @@ def retry(settings: Settings, owner_id: int, task_id: str) -> Accepted:
     tid = _parse_id(task_id, "task")
     with _connection(settings) as conn:
         try:
-            task = tasks.retry_task(conn, tid, owner_id)
+            task = tasks.retry_task(conn, tid, owner_id, known_types())
         except TaskNotFound:
             raise _no_task(task_id) from None
         except TaskNotRetryable as exc:
+            if not exc.ours:
+                raise Conflict(
+                    f"task {tid} is run by BookLogr itself, not by this service; "
+                    "start it again from BookLogr"
+                ) from None
             raise Conflict(
                 f"task {tid} is {exc.status}; only a failed task can be retried"
             ) from None
