@@ -289,7 +289,11 @@ def test_retry_of_a_failed_task_booklogr_runs_itself_is_409_and_changes_nothing(
     body = error_of(client.post(f"/v1/tasks/{row['id']}/retry", headers=bearer(5)), 409)
     assert body["error"] == "conflict" and "BookLogr" in body["message"]
     after = task_row(conn, row["id"])
-    assert (after["status"], after["error"], after["attempts"]) == ("failure", "BookLogr says no", 0)
+    assert (after["status"], after["error"], after["attempts"]) == (
+        "failure",
+        "BookLogr says no",
+        0,
+    )
 
 
 def test_retry_of_another_users_task_is_404(client: Any, conn: Any) -> None:
