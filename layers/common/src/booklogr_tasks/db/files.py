@@ -39,11 +39,6 @@ def export_of_file(conn: Conn, owner_id: int, filename: str) -> ExportRecord | N
     return None if row is None else ExportRecord.model_validate(row)
 
 
-def record_file(conn: Conn, filename: str, owner_id: int) -> None:
-    """List an export in BookLogr's `files`, in the caller's (the task's success) transaction."""
-    conn.execute(queries.INSERT_FILE, {"filename": filename, "owner": owner_id})
-
-
 def table_exists(conn: Conn, name: str) -> bool:
     row = conn.execute(queries.TABLE_EXISTS, {"name": name}).fetchone()
     return bool(row and row["present"])

@@ -6,11 +6,13 @@ combine steps (an export's row and its task's success commit together). The SQL 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, LiteralString
 
-from psycopg import Cursor
+from psycopg import Cursor, IsolationLevel
 from psycopg.types.json import Jsonb
 
 from booklogr_tasks.core.errors import TaskNotFound, TaskNotRetryable
@@ -259,16 +261,27 @@ def reap(
 # --- exports ---------------------------------------------------------------------------------
 
 
+@contextmanager
+def export_snapshot(conn: Conn) -> Iterator[None]:
+    """One REPEATABLE READ transaction for the block (queries.START_EXPORT), committed at its
+    end. The isolation level rides on psycopg's BEGIN instead of a statement of its own: no
+    pipeline (whose send/poll loop costs a listener's threads more GIL hand-offs than the round
+    trip it saves), and the connection is back at its usual level before the pool has it."""
+    level = conn.isolation_level
+    conn.isolation_level = IsolationLevel.REPEATABLE_READ
+    try:
+        with conn.transaction():
+            yield
+    finally:
+        if not conn.broken:  # a broken one is dropped by the pool; its error must go through
+            conn.isolation_level = level
+
+
 def start_export(conn: Conn, fmt: str, owner_id: int) -> tuple[int, int]:
-    """Begin an export's transaction on a snapshot of the owner's books (queries.START_EXPORT);
-    returns (reserved export id, number of books). Sent as one pipeline with the BEGIN: one
-    round trip instead of four, which small exports, a few milliseconds each, notice."""
-    with conn.pipeline():
-        conn.execute(queries.EXPORT_SNAPSHOT)
-        cur = conn.execute(
-            queries.START_EXPORT, {"table": queries.EXPORT_TABLES[fmt], "owner": owner_id}
-        )
-    row = cur.fetchone()
+    """In an export_snapshot: (reserved export id, number of books)."""
+    row = conn.execute(
+        queries.START_EXPORT, {"table": queries.EXPORT_TABLES[fmt], "owner": owner_id}
+    ).fetchone()
     assert row is not None
     return int(row["id"]), int(row["books"])
 
@@ -276,6 +289,7 @@ def start_export(conn: Conn, fmt: str, owner_id: int) -> tuple[int, int]:
 def record_export(
     conn: Conn, fmt: str, export_id: int, filename: str, owner_id: int, task_id: int
 ) -> None:
+    """The export's row, and its line in BookLogr's `files` (which lists it in the web app)."""
     conn.execute(
         queries.insert_export(queries.EXPORT_TABLES[fmt]),
         {"id": export_id, "filename": filename, "owner": owner_id, "task_id": task_id},

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from booklogr_tasks.core.models import ExportPayload
-from booklogr_tasks.db import files, tasks
+from booklogr_tasks.db import tasks
 from booklogr_tasks.db.pool import Conn, pooled
 from booklogr_tasks.jobs.base import JobContext, JobSpec, Outcome
 from booklogr_tasks.storage import PendingExport, export_key, export_store
@@ -29,8 +29,8 @@ def run_export(ctx: JobContext, payload: ExportPayload, fmt: str, write: ExportW
         # good had its files removed then (by its runner, or by the reaper that failed it), so
         # even a retried task starts clean, and a first attempt does not scan the folder.
         store.discard_leftovers(owner, fmt, task_id)
-    with pooled(ctx.settings.database_url) as conn:
-        # The whole file is read from one snapshot, which starts here.
+    with pooled(ctx.settings.database_url) as conn, tasks.export_snapshot(conn):
+        # The whole file is read from one snapshot.
         export_id, total = tasks.start_export(conn, fmt, owner)
         key = export_key(fmt, task_id, export_id)
         pending = store.begin(key, fmt)
@@ -49,7 +49,6 @@ def run_export(ctx: JobContext, payload: ExportPayload, fmt: str, write: ExportW
 
     def publish(conn: Conn) -> None:
         tasks.record_export(conn, fmt, export_id, key, owner, task_id)
-        files.record_file(conn, key, owner)
 
     return Outcome(
         result={
