@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import os
 import time
 import uuid
@@ -34,19 +35,29 @@ from booklogr_tasks.storage.base import (
 
 _TEMP_SUFFIX = ".part"
 
+# Temporary names: unique in this process by the counter, across processes and machines by the
+# random prefix. Neither costs a system call, and each one a listener's job thread makes is a
+# chance for the GIL to change hands (a thread switch) while its other threads run.
+_PROCESS_TAG = uuid.uuid4().hex[:6]
+_SEQUENCE = itertools.count()
+
 
 class _LocalPending:
     def __init__(self, root: Path, key: str) -> None:
         self.key = key
         self.final = root / key
-        self.final.parent.mkdir(parents=True, exist_ok=True)
-        unique = uuid.uuid4().hex[:8]
+        unique = f"{_PROCESS_TAG}{next(_SEQUENCE):x}"
         self.temp = self.final.with_name(f"{self.final.name}.{unique}{_TEMP_SUFFIX}")
         # Created under a name cleanup never looks at, locked, then renamed: a `.part` file
         # exists only while locked by a live writer (or after its writer died).
         creating = self.final.with_name(f".{self.final.name}.{unique}.new")
-        self._file: IO[bytes] | None = open(creating, "xb", buffering=1 << 20)  # noqa: SIM115
-        fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
+        try:
+            file = open(creating, "xb", buffering=1 << 20)  # noqa: SIM115
+        except FileNotFoundError:  # the first file in its folder (or the folder was removed)
+            self.final.parent.mkdir(parents=True, exist_ok=True)
+            file = open(creating, "xb", buffering=1 << 20)  # noqa: SIM115
+        self._file: IO[bytes] | None = file
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX)
         os.rename(creating, self.temp)
         self.published = False
 
