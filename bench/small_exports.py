@@ -8,7 +8,8 @@ settings (`booklogr-tasks listen`, no flags), 1 and 2 processes.
 Baseline (`python -m bench.small_exports --baseline-worker URL FOLDER`): a hand-written worker
 doing the same work per task in one transaction — take the oldest fresh task `FOR UPDATE SKIP
 LOCKED`, COPY the owner's books (the very query csv_export runs) into a file, fsync it, rename it
-into place and fsync the folder, insert the `csv_export` row, mark the task a success, commit;
+into place and fsync the folder, insert the `csv_export` row and the `files` row that lists it in
+BookLogr's web app, mark the task a success, commit;
 wait for a notification when the queue is empty.
 """
 
@@ -51,8 +52,14 @@ SELECT 'csv_export', json_build_object('owner_id', u)::text, u
 TAKE = """
 SELECT id, data FROM tasks WHERE status = 'fresh' AND type = 'csv_export'
  ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"""
+# The export's row and its line in BookLogr's `files` (which lists it in the web app), as the
+# listener writes them.
 RECORD = """
-INSERT INTO csv_export (filename, owner_id, task_id) VALUES (%s, %s, %s)"""
+WITH export AS (
+    INSERT INTO csv_export (filename, owner_id, task_id) VALUES (%(name)s, %(owner)s, %(task)s)
+)
+INSERT INTO files (filename, owner_id, created_at)
+VALUES (%(name)s, %(owner)s, now() AT TIME ZONE 'UTC')"""
 DONE = "UPDATE tasks SET status = 'success', updated_on = now() WHERE id = %s"
 
 
@@ -80,7 +87,7 @@ def baseline_worker(url: str, folder: Path) -> None:
                         os.fsync(fd)
                     finally:
                         os.close(fd)
-                    conn.execute(RECORD, (str(final.name), owner, task_id))
+                    conn.execute(RECORD, {"name": final.name, "owner": owner, "task": task_id})
                     conn.execute(DONE, (task_id,))
             if row is None:
                 for _ in conn.notifies(timeout=1.0, stop_after=1):
@@ -91,7 +98,7 @@ def drain(
     conn: psycopg.Connection[tuple[object, ...]], first: int, last: int, procs: list[harness.Proc]
 ) -> float:
     """Enqueue one export per user first..last and wait for all; tasks per second."""
-    harness.empty_queue(conn, "tasks, csv_export")
+    harness.empty_queue(conn, "tasks, csv_export, files")
     with conn.transaction():
         conn.execute(BACKLOG, {"first": first, "last": last})
     row = conn.execute("SELECT clock_timestamp()").fetchone()
