@@ -121,22 +121,23 @@ def drain(
     return n / (finished - committed).total_seconds()
 
 
-def measure(url: str, tmp: Path, mode: Mode, system: str, processes: int) -> list[float]:
-    exports = tmp / f"exports-{system}-{processes}"
+def measure(url: str, tmp: Path, mode: Mode, system: str, processes: int, rep: int) -> float:
+    """One rep: start the processes, warm them up, time one drain, stop them."""
+    exports = tmp / f"exports-{system}-{processes}-{rep}"
     env = harness.process_env(url, exports)
     command = (
         harness.listener_command(None)
         if system == "listener"
         else [sys.executable, "-m", "bench.small_exports", "--baseline-worker", url, str(exports)]
     )
-    label = f"{system}-{processes}"
+    label = f"{system}-{processes}-{rep}"
     users = mode.small_exports
     with (
         harness.processes([command] * processes, env, tmp, label) as procs,
         harness.connect(url) as conn,
     ):
         drain(conn, 1, WARMUP_USERS, procs)
-        return [drain(conn, 1, users, procs) for _ in range(mode.reps)]
+        return drain(conn, 1, users, procs)
 
 
 def run(mode: Mode) -> Result:
@@ -147,9 +148,16 @@ def run(mode: Mode) -> Result:
             conn.execute(SEED, {"users": mode.small_exports, "books": BOOKS_PER_USER})
             conn.execute(SEED_NOTES)
             conn.execute("VACUUM ANALYZE books, notes")
+        # Reps alternate between the two systems: the cost of creating a file drifts within a
+        # run (ext4 skips inodes freed in the last minutes when it allocates one: creating a
+        # file cost 0.8 ms of CPU after other benchmarks had deleted thousands), and
+        # alternating spreads that drift over both instead of charging it to whichever ran
+        # first.
         for processes in (1, 2):
-            runs[f"baseline-{processes}"] = measure(url, tmp, mode, "baseline", processes)
-            runs[f"listener-{processes}"] = measure(url, tmp, mode, "listener", processes)
+            for rep in range(mode.reps):
+                for system in ("baseline", "listener"):
+                    rate = measure(url, tmp, mode, system, processes, rep)
+                    runs.setdefault(f"{system}-{processes}", []).append(rate)
     harness.rates_against_baseline(
         result, runs, "hand-written worker, one transaction per export", TARGET
     )
