@@ -17,7 +17,11 @@ from booklogr_tasks.worker.runner import Runner, worker_identity
 # well at 10. Re-measured after claims stopped slowing down with the queue (2026-12-02, 2 cores,
 # interleaved runs on a busy machine): no-op backlog of 5,000, 2 processes, concurrency 4:
 # 2,906-3,900 tasks/s, 10: 3,581-7,549; 2,000 small exports, 2 processes, 4: 353-611, 10:
-# 406-662. While jobs are quick the listener claims up to twice this (invokers.free_slots).
+# 406-662. Again after the exports' per-task system calls were cut (2026-12-03, 2,000 small
+# exports, 2 processes, two interleaved rounds of two reps, tasks/s): 4: 500, 655, 478, 523;
+# 6: 642, 587, 545, 519; 10: 543, 487, 550, 565; 16: 533, 497, 509, 489. No setting stands out
+# of the noise, and 10 keeps the no-op numbers above. While jobs are quick the listener claims up
+# to twice this (invokers.free_slots).
 # See bench/throughput.py and bench/small_exports.py for the same-run ratios.
 DEFAULT_CONCURRENCY = 10
 
