@@ -42,6 +42,16 @@ _PROCESS_TAG = uuid.uuid4().hex[:6]
 _SEQUENCE = itertools.count()
 
 
+def _new_process_tag() -> None:
+    """A forked child (a server's worker processes) gets a tag of its own."""
+    global _PROCESS_TAG, _SEQUENCE
+    _PROCESS_TAG = uuid.uuid4().hex[:6]
+    _SEQUENCE = itertools.count()
+
+
+os.register_at_fork(after_in_child=_new_process_tag)
+
+
 class _LocalPending:
     def __init__(self, root: Path, key: str) -> None:
         self.key = key
