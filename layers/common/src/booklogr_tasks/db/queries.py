@@ -235,9 +235,9 @@ EXPORT_TABLES: dict[str, str] = {
 
 # Export ids are reserved before the file is written so its name can carry the id; the row
 # itself is only inserted, with that id, in the transaction that marks the task a success.
-# An export's first statements: one snapshot for the whole file (the count, a report's summary
-# and its book list agree even while the owner edits books), its id reserved in the same
-# statement as the count (nextval is why the transaction is not READ ONLY).
+# An export's first statement: its id reserved and the owner's books counted (the progress
+# total), before its rows are read (in the same snapshot where the export reads with more than
+# one statement: tasks.export_reads; nextval is why that transaction is not READ ONLY).
 START_EXPORT: LiteralString = """
 SELECT nextval(pg_get_serial_sequence(%(table)s, 'id')) AS id,
        (SELECT count(*) FROM books WHERE owner_id = %(owner)s) AS books"""

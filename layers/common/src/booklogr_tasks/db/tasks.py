@@ -262,23 +262,36 @@ def reap(
 
 
 @contextmanager
-def export_snapshot(conn: Conn) -> Iterator[None]:
-    """One REPEATABLE READ transaction for the block (queries.START_EXPORT), committed at its
-    end. The isolation level rides on psycopg's BEGIN instead of a statement of its own: no
-    pipeline (whose send/poll loop costs a listener's threads more GIL hand-offs than the round
-    trip it saves), and the connection is back at its usual level before the pool has it."""
-    level = conn.isolation_level
-    conn.isolation_level = IsolationLevel.REPEATABLE_READ
+def export_reads(conn: Conn, snapshot: bool) -> Iterator[None]:
+    """How an export reads (queries.START_EXPORT). With `snapshot`, in one REPEATABLE READ
+    transaction committed at the block's end: a report's summary and its book list, and the
+    rows a server-side cursor hands over, agree even while the owner edits books. The level
+    rides on psycopg's BEGIN, not on a statement of its own (a pipeline to save that round trip
+    polled the socket more often than the round trip cost). Without, each statement commits on
+    its own: for an export whose rows come from one COPY, which is its own snapshot; the count
+    read before it is only the progress total. No BEGIN, no COMMIT: two round trips and their
+    thread switches fewer per export. Either way the connection is back as it was before the
+    pool has it again."""
+    if snapshot:
+        level = conn.isolation_level
+        conn.isolation_level = IsolationLevel.REPEATABLE_READ
+        try:
+            with conn.transaction():
+                yield
+        finally:
+            if not conn.broken:  # a broken one is dropped by the pool; its error must go through
+                conn.isolation_level = level
+        return
+    conn.autocommit = True
     try:
-        with conn.transaction():
-            yield
+        yield
     finally:
-        if not conn.broken:  # a broken one is dropped by the pool; its error must go through
-            conn.isolation_level = level
+        if not conn.broken:
+            conn.autocommit = False
 
 
 def start_export(conn: Conn, fmt: str, owner_id: int) -> tuple[int, int]:
-    """In an export_snapshot: (reserved export id, number of books)."""
+    """In export_reads: (reserved export id, number of books)."""
     row = conn.execute(
         queries.START_EXPORT, {"table": queries.EXPORT_TABLES[fmt], "owner": owner_id}
     ).fetchone()

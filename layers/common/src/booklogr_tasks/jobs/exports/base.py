@@ -21,7 +21,10 @@ ExportWriter = Callable[[Conn, JobContext, int, PendingExport], int]
 CHECK_EVERY_ROWS = 1000
 
 
-def run_export(ctx: JobContext, payload: ExportPayload, fmt: str, write: ExportWriter) -> Outcome:
+def run_export(
+    ctx: JobContext, payload: ExportPayload, fmt: str, write: ExportWriter, snapshot: bool
+) -> Outcome:
+    """`snapshot`: the writer reads with more than one statement (see tasks.export_reads)."""
     store = export_store(ctx.settings)
     owner, task_id = payload.owner_id, ctx.task.id
     if ctx.task.attempts > 1:
@@ -29,8 +32,7 @@ def run_export(ctx: JobContext, payload: ExportPayload, fmt: str, write: ExportW
         # good had its files removed then (by its runner, or by the reaper that failed it), so
         # even a retried task starts clean, and a first attempt does not scan the folder.
         store.discard_leftovers(owner, fmt, task_id)
-    with pooled(ctx.settings.database_url) as conn, tasks.export_snapshot(conn):
-        # The whole file is read from one snapshot.
+    with pooled(ctx.settings.database_url) as conn, tasks.export_reads(conn, snapshot):
         export_id, total = tasks.start_export(conn, fmt, owner)
         key = export_key(fmt, task_id, export_id)
         pending = store.begin(key, fmt)
@@ -77,12 +79,15 @@ def stream_copy(conn: Conn, ctx: JobContext, owner_id: int, sink: PendingExport,
     return max(rows, 0)
 
 
-def register_export(task_type: str, fmt: str, write: ExportWriter, summary: str) -> JobSpec[Any]:
-    """Register an export type: its payload is the owner alone, its job run_export()."""
+def register_export(
+    task_type: str, fmt: str, write: ExportWriter, summary: str, *, snapshot: bool = True
+) -> JobSpec[Any]:
+    """Register an export type: its payload is the owner alone, its job run_export(). A writer
+    that reads everything with one statement (a COPY) passes snapshot=False."""
     from booklogr_tasks.jobs import register
 
     def run(ctx: JobContext, payload: ExportPayload) -> Outcome:
-        return run_export(ctx, payload, fmt, write)
+        return run_export(ctx, payload, fmt, write, snapshot)
 
     return register(
         JobSpec(

@@ -21,4 +21,5 @@ SPEC = register_export(
     "csv",
     write_csv,
     "All of the owner's books as BookLogr's CSV (notes as a JSON array).",
+    snapshot=False,  # one COPY: its own snapshot
 )

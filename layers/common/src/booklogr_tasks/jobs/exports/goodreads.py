@@ -133,4 +133,5 @@ SPEC = register_export(
     "All of the owner's books as Goodreads' library export CSV, which Goodreads and "
     "The StoryGraph import (shelves from reading status, integer ratings, notes as review "
     "and private notes).",
+    snapshot=False,  # one COPY: its own snapshot
 )
