@@ -65,7 +65,14 @@ def _files(folder: Path) -> list[str]:
 
 
 def _partial_files(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*.part") if p.stat().st_size > 0]
+    found = []
+    for path in folder.rglob("*.part"):
+        try:
+            if path.stat().st_size > 0:
+                found.append(path)
+        except FileNotFoundError:  # published (renamed) or discarded since the listing
+            continue
+    return found
 
 
 def test_kill_9_mid_export_repeatedly_still_one_export_and_no_leftovers(
