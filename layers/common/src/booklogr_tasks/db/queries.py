@@ -381,21 +381,8 @@ SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = %(jti)s) AS revoked"""
 
 # --- the per-user cap on unfinished tasks (POST /v1/tasks) -------------------------------------
 
-# Key space of the creates' advisory locks ('bklr'); the second key is the user id, so users
-# never wait for each other.
-OWNER_CREATE_LOCK_SPACE = 0x626B6C72
-
-# Both run in the creating transaction: the lock orders one user's creates, and the INSERT (a new
-# statement, hence a new snapshot under READ COMMITTED) counts every task committed before it got
-# the lock, so two parallel creates can never both pass the cap. The count stops at the cap:
-# its cost never grows with a backlog.
-LOCK_OWNER_CREATES: LiteralString = "SELECT pg_advisory_xact_lock(%(space)s, %(owner)s)"
-
+# One statement (schema 0011 holds the function: the advisory lock that orders one user's creates,
+# and the INSERT that counts their unfinished tasks under it); no row when the user is at the cap.
 INSERT_TASK_UNDER_CAP: LiteralString = f"""
-INSERT INTO tasks (type, data, created_by)
-SELECT %(type)s, %(data)s, %(owner)s
- WHERE (SELECT count(*) FROM (
-            SELECT 1 FROM tasks
-             WHERE created_by = %(owner)s AND status IN ('fresh', 'started')
-             LIMIT %(cap)s) AS pending) < %(cap)s
-RETURNING {TASK_COLUMNS}"""
+SELECT {TASK_COLUMNS}
+  FROM booklogr_tasks_create_under_cap(%(type)s, %(data)s, %(owner)s::integer, %(cap)s::bigint)"""

@@ -384,23 +384,13 @@ def oldest_tasks(conn: Conn, status: str, limit: int = 5) -> list[Task]:
 
 
 def create_task_under_cap(
-    conn: Conn, task_type: str, data: str, created_by: int, cap: int, *, commit: bool = False
+    conn: Conn, task_type: str, data: str, created_by: int, cap: int
 ) -> Task | None:
     """Insert a fresh task unless `created_by` already has `cap` unfinished (fresh or started)
-    ones; None then, with nothing stored. Safe against parallel creates of the same user.
-    `commit=True` also commits (the lock goes with it), in the same round trip."""
-    # Pipelined: the statements travel together; the server still runs the INSERT (and takes
-    # its snapshot) only once the lock is held.
-    with conn.pipeline():
-        conn.execute(
-            queries.LOCK_OWNER_CREATES,
-            {"space": queries.OWNER_CREATE_LOCK_SPACE, "owner": created_by},
-        )
-        inserted = conn.execute(
-            queries.INSERT_TASK_UNDER_CAP,
-            {"type": task_type, "data": data, "owner": created_by, "cap": cap},
-        )
-        if commit:
-            conn.commit()
-    row = inserted.fetchone()
+    ones; None then, with nothing stored. Safe against parallel creates of the same user. One
+    statement: on an autocommit connection it is committed when this returns."""
+    row = conn.execute(
+        queries.INSERT_TASK_UNDER_CAP,
+        {"type": task_type, "data": data, "owner": created_by, "cap": cap},
+    ).fetchone()
     return None if row is None else Task.model_validate(row)
