@@ -381,11 +381,12 @@ def _create_variant(spec: JobSpec[Any], schemas: dict[str, Any]) -> dict[str, An
 @contextmanager
 def _connection(settings: Settings) -> Iterator[Conn]:
     """A pooled connection in autocommit mode; a database that does not answer becomes 503, not
-    500. A connection that breaks while the block runs (the server was terminated under it) is
-    ConnectionLost: nothing was committed, so the face may run the request once more.
-    Autocommit: no request writes with more than one statement (a create under the cap is one,
-    schema 0011), and a transaction around a single statement is two more round trips (BEGIN,
-    COMMIT); a status read cost twice the time in one."""
+    500. A connection that breaks while the block runs is ConnectionLost, and the face runs the
+    request once more: a backend terminated in the middle of a statement rolls it back, so only
+    a connection lost between the server's commit and its answer (a network fault, not a
+    restart) could make a create count twice. Autocommit: no request writes with more than one
+    statement (a create under the cap is one, schema 0011), and a transaction around a single
+    statement is two more round trips (BEGIN, COMMIT); a status read cost twice the time in one."""
     try:
         with live_connection(
             settings.database_url, POOL_WAIT_SECONDS, DB_WAIT_SECONDS, autocommit=True
