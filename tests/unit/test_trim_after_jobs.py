@@ -41,7 +41,7 @@ def _trims_after(work: Any, monkeypatch: pytest.MonkeyPatch) -> int:
         invoker.start(object())  # type: ignore[arg-type]
         assert done.wait(10)
     finally:
-        invoker._executor.shutdown(wait=True)
+        invoker._threads.shutdown()
     return len(trims)
 
 

@@ -1,0 +1,47 @@
+"""The listener's job threads: every call submitted runs, also the ones queued at shutdown."""
+
+from __future__ import annotations
+
+import threading
+
+from booklogr_tasks.worker.invokers import JobThreads
+
+
+def test_shutdown_runs_every_call_already_submitted() -> None:
+    threads = JobThreads(2, "test")
+    gate = threading.Event()
+    ran: list[int] = []
+    lock = threading.Lock()
+
+    def call(n: int) -> None:
+        gate.wait(10)  # both threads busy: the rest wait in the queue
+        with lock:
+            ran.append(n)
+
+    for n in range(20):
+        threads.submit(lambda n=n: call(n))
+    gate.set()
+    threads.shutdown()
+    assert sorted(ran) == list(range(20))
+    assert not any(t.is_alive() for t in threads._threads)
+
+
+def test_calls_run_on_at_most_the_given_number_of_threads() -> None:
+    threads = JobThreads(3, "test")
+    names: set[str] = set()
+    lock = threading.Lock()
+
+    def call() -> None:
+        with lock:
+            names.add(threading.current_thread().name)
+
+    for _ in range(50):
+        threads.submit(call)
+    threads.shutdown()
+    assert names and names <= {"test_0", "test_1", "test_2"}
+
+
+def test_a_pool_that_never_ran_anything_starts_no_thread() -> None:
+    threads = JobThreads(4, "test")
+    threads.shutdown()
+    assert not any(t.is_alive() or t.ident for t in threads._threads)
