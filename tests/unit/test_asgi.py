@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import jwt
+import pytest
 from booklogr_tasks.core.settings import Settings
+from booklogr_tasks.core.threads import Threads
 from booklogr_tasks.http.asgi import Api
 from booklogr_tasks.http.dispatch import per_thread_requests
 from booklogr_tasks.http.serving import (
@@ -97,8 +98,7 @@ def call(
 
 def make_api() -> Api:
     settings = UploadSettings(auth_secret_key=SECRET, max_body_bytes=300)
-    executor = ThreadPoolExecutor(2, initializer=mark_server_thread)
-    return Api(make_app(), settings, executor)
+    return Api(make_app(), settings, Threads(2, "test", initializer=mark_server_thread))
 
 
 def token() -> dict[str, str]:
@@ -160,3 +160,23 @@ def test_the_view_is_told_the_caller_the_server_checked_before_the_body() -> Non
     assert status == 200 and json.loads(body) == {"user": None}
     # Only for the request being run, and only for that header's value.
     assert verified_user(token()["Authorization"]) is None
+
+
+def test_an_error_escaping_the_app_in_its_thread_becomes_a_json_500(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from booklogr_tasks.http import dispatch
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("boom in a handler thread")
+
+    api = make_api()
+    monkeypatch.setattr(dispatch, "call", broken)
+    status, headers, body, _ = call(api, "POST", "/echo/x", b"{}", token())
+    assert status == 500 and headers["content-type"] == "application/json"
+    assert json.loads(body)["error"] == "internal"
+    assert b"boom" not in body
+    monkeypatch.undo()
+    # The same threads serve the next request.
+    status, _, body, _ = call(api, "POST", "/echo/x", b"{}", token())
+    assert status == 200 and json.loads(body) == {"name": "x", "size": 2}

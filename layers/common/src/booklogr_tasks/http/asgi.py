@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from concurrent.futures import Executor
-from typing import Any
+from typing import Any, TypeVar
 
 from booklogr_tasks.core.errors import (
     ApiError,
@@ -36,6 +36,7 @@ from booklogr_tasks.core.errors import (
 )
 from booklogr_tasks.core.observability import logger
 from booklogr_tasks.core.settings import Settings
+from booklogr_tasks.core.threads import Threads
 from booklogr_tasks.http import cors, dispatch
 from booklogr_tasks.http.auth import ensure_not_revoked, verify_token
 from booklogr_tasks.http.serving import SEND_FILE_HEADER, body_limit_setting, is_public
@@ -44,6 +45,7 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+T = TypeVar("T")
 
 # Files are sent in pieces of this size: memory per download stays at one piece.
 FILE_CHUNK = 256 * 1024
@@ -57,12 +59,13 @@ class _Disconnected(Exception):
 
 
 class Api:
-    """`Api(app, settings, executor)` is the ASGI callable uvicorn serves."""
+    """`Api(app, settings, threads)` is the ASGI callable uvicorn serves; `threads` are the
+    handler threads (API_THREADS) that run the app."""
 
-    def __init__(self, app: Any, settings: Settings, executor: Executor) -> None:
+    def __init__(self, app: Any, settings: Settings, threads: Threads) -> None:
         self.app = app
         self.settings = settings
-        self.executor = executor
+        self.threads = threads
         self.routes = dispatch.RouteTable(app.routes)
         self.origins = settings.cors_origin_list
         every = {m for entries in app.routes.values() for m in entries}
@@ -148,8 +151,7 @@ class Api:
             body=body,
             source_ip=(scope.get("client") or ("127.0.0.1", 0))[0],
         )
-        loop = asyncio.get_running_loop()
-        response = await loop.run_in_executor(self.executor, dispatch.call, self.app, event, user)
+        response = await self._in_thread(dispatch.call, self.app, event, user)
         await self._answer(response, exchange)
         return match.route
 
@@ -212,10 +214,26 @@ class Api:
         revoked_tokens is a database round trip the event loop must not wait on."""
         user, jti = verify_token(authorization, self.settings)
         if jti is not None:
-            await asyncio.get_running_loop().run_in_executor(
-                self.executor, ensure_not_revoked, self.settings, jti
-            )
+            await self._in_thread(ensure_not_revoked, self.settings, jti)
         return user
+
+    async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
+        """`function(*args)` in a handler thread; its result (or exception) back on the loop.
+        The loop's run_in_executor would make a concurrent.futures.Future per call and wrap it
+        in an asyncio one; this is a future and one call_soon_threadsafe."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+
+        def call() -> None:
+            try:
+                result = function(*args)
+            except BaseException as exc:  # delivered to the awaiting request, as it would be
+                _settle_from_thread(loop, future, None, exc)
+            else:
+                _settle_from_thread(loop, future, result, None)
+
+        self.threads.submit(call)
+        return await future
 
     async def _answer(self, response: dict[str, Any], exchange: _Exchange) -> None:
         status = int(response["statusCode"])
@@ -313,6 +331,25 @@ def _raw_headers(items: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     # Names keep their usual capitals (http/server.py makes uvicorn send them as given): HTTP
     # does not care, but some clients' code looks headers up in a plain dict.
     return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in items]
+
+
+def _settle_from_thread(
+    loop: asyncio.AbstractEventLoop,
+    future: asyncio.Future[T],
+    result: T | None,
+    error: BaseException | None,
+) -> None:
+    def settle() -> None:
+        if future.done():  # the request was cancelled meanwhile
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    # A closed loop raises: the server is gone, and nobody awaits the answer.
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(settle)
 
 
 def _too_large(limit: int) -> PayloadTooLarge:

@@ -24,7 +24,6 @@ import os
 import signal
 import sys
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -34,6 +33,7 @@ from uvicorn.supervisors import Multiprocess
 
 from booklogr_tasks.core.observability import logger
 from booklogr_tasks.core.settings import Settings, get_settings
+from booklogr_tasks.core.threads import Threads
 from booklogr_tasks.db.migrate import check_schema
 from booklogr_tasks.db.pool import close_pools, connect, get_pool
 from booklogr_tasks.http import cors
@@ -271,14 +271,12 @@ def _process_setup() -> None:
     setattr(httptools_impl, "service_unavailable", _service_unavailable)  # noqa: B010
 
 
-def _build_api(settings: Settings) -> tuple[Api, ThreadPoolExecutor]:
+def _build_api(settings: Settings) -> tuple[Api, Threads]:
     # Every handler thread can hold a connection; none ever waits for the pool to grow.
     get_pool(settings.database_url, max_size=max(10, settings.api_threads + 2))
     app = load_app(functions_dir())
-    executor = ThreadPoolExecutor(
-        settings.api_threads, thread_name_prefix="api", initializer=mark_server_thread
-    )
-    return Api(app, settings, executor), executor
+    threads = Threads(settings.api_threads, "api", initializer=mark_server_thread)
+    return Api(app, settings, threads), threads
 
 
 def worker_app() -> Api:
@@ -322,11 +320,11 @@ def serve(host: str, port: int) -> int:
         )
         Multiprocess(config, sockets=[config.bind_socket()]).run()
         return 0
-    api, executor = _build_api(settings)
+    api, threads = _build_api(settings)
     server = uvicorn.Server(build_config(host, port, settings, api))
     try:
         server.run()
     finally:
-        executor.shutdown(wait=True, cancel_futures=True)
+        threads.shutdown()
         close_pools()
     return 0 if server.started else 1

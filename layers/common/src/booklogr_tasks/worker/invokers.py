@@ -7,7 +7,6 @@ failed invocation leaves the task fresh for the next sweep.
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from typing import Protocol, runtime_checkable
 
 from booklogr_tasks.core.models import Task
 from booklogr_tasks.core.observability import logger
+from booklogr_tasks.core.threads import Threads
 from booklogr_tasks.worker.memory import after_job
 from booklogr_tasks.worker.runner import Held, Runner
 
@@ -50,50 +50,13 @@ Invoker = LocalInvoker | RemoteInvoker
 QUICK_JOB_SECONDS = 0.05
 
 
-class JobThreads:
-    """A fixed set of threads running the calls put in one queue, in order.
-
-    Not concurrent.futures.ThreadPoolExecutor: nobody here waits for a call's result, and its
-    submit builds a Future (a Condition, an RLock) and takes two locks per call. In a profile of
-    two listeners working off 5,000 no-op tasks, submit was half of the claiming thread's CPU.
-    """
-
-    def __init__(self, count: int, name: str) -> None:
-        self._calls: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._threads = [
-            threading.Thread(target=self._serve, name=f"{name}_{i}", daemon=True)
-            for i in range(count)
-        ]
-        self._started = False
-
-    def submit(self, call: Callable[[], None]) -> None:
-        if not self._started:  # only a listener that gets work has job threads
-            self._started = True
-            for thread in self._threads:
-                thread.start()
-        self._calls.put(call)
-
-    def shutdown(self) -> None:
-        """Run every call already submitted, then stop the threads."""
-        if not self._started:
-            return
-        for _ in self._threads:
-            self._calls.put(None)
-        for thread in self._threads:
-            thread.join()
-
-    def _serve(self) -> None:
-        while (call := self._calls.get()) is not None:
-            call()
-
-
 class InProcessInvoker:
     def __init__(self, runner: Runner, concurrency: int) -> None:
         self.runner = runner
         self.concurrency = concurrency
         # The listener sets this to its wake(): a finished job may make room for a waiting one.
         self.on_done: Callable[[], None] = lambda: None
-        self._threads = JobThreads(concurrency, "job")
+        self._threads = Threads(concurrency, "job")
         self._in_flight = 0
         # Start by assuming slow jobs, so the first tasks are never held back.
         self._typical_seconds = 1.0

@@ -1,14 +1,14 @@
-"""The listener's job threads: every call submitted runs, also the ones queued at shutdown."""
+"""core.threads: every call submitted runs, also the ones queued at shutdown."""
 
 from __future__ import annotations
 
 import threading
 
-from booklogr_tasks.worker.invokers import JobThreads
+from booklogr_tasks.core.threads import Threads
 
 
 def test_shutdown_runs_every_call_already_submitted() -> None:
-    threads = JobThreads(2, "test")
+    threads = Threads(2, "test")
     gate = threading.Event()
     ran: list[int] = []
     lock = threading.Lock()
@@ -27,7 +27,7 @@ def test_shutdown_runs_every_call_already_submitted() -> None:
 
 
 def test_calls_run_on_at_most_the_given_number_of_threads() -> None:
-    threads = JobThreads(3, "test")
+    threads = Threads(3, "test")
     names: set[str] = set()
     lock = threading.Lock()
 
@@ -42,6 +42,6 @@ def test_calls_run_on_at_most_the_given_number_of_threads() -> None:
 
 
 def test_a_pool_that_never_ran_anything_starts_no_thread() -> None:
-    threads = JobThreads(4, "test")
+    threads = Threads(4, "test")
     threads.shutdown()
     assert not any(t.is_alive() or t.ident for t in threads._threads)
