@@ -213,7 +213,9 @@ def _import_type(value: str | None) -> str:
 
 
 def _flag(value: str | None, name: str) -> bool:
-    text = (value or "").strip().lower()
+    # Spaces and tabs only, as the OpenAPI document's pattern says (str.strip() would also take
+    # characters that JSON Schema's \s does not, and accept what the document refuses).
+    text = (value or "").strip(" \t").lower()
     if text in _TRUE:
         return True
     if text in _FALSE:
