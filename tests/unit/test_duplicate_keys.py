@@ -34,6 +34,8 @@ def test_any_isbn10_keys_as_its_isbn13_however_punctuated(isbn10: str, hyphen_at
 def test_isbns_that_differ_are_different_keys() -> None:
     assert isbn_key("9780547928227") != isbn_key("9791234567896")
     assert isbn_key("") is None and isbn_key(None) is None
+    # Digits that are not ASCII are not ISBN characters (and not the fast path's).
+    assert isbn_key("٩٧٨٠٥٤٧٩٢٨٢٢٧") is None
 
 
 @given(

@@ -15,6 +15,7 @@ from booklogr_tasks.jobs.imports import storygraph as storygraph_import
 from booklogr_tasks.jobs.imports.base import (
     ImportFormat,
     Parsed,
+    Record,
     day,
     isbn_or_none,
     paragraphs,
@@ -110,6 +111,8 @@ def test_a_broken_quote_is_reported_as_not_csv() -> None:
         ("2d5b33a4-1f0b-4e8f-9a43-3c1c2b8e7a10", None),
         ("12345", None),
         ("", None),
+        ("9780547928227", "9780547928227"),
+        ("٩٧٨٠٥٤٧٩٢٨٢٢٧", None),  # digits, but not ASCII ones
     ],
 )
 def test_isbn_or_none(value: str, expected: str | None) -> None:
@@ -139,6 +142,20 @@ def test_numbers_dates_and_text() -> None:
     assert timestamp("2020-02-03T04:05:06.789", "t") == datetime(2020, 2, 3, 4, 5, 6, 789000)
     assert timestamp("2020-02-03T04:05:06+02:00", "t") == datetime(2020, 2, 3, 2, 5, 6)
     assert paragraphs("a<br/>b<BR>c<br />d") == "a\nb\nc\nd"
+    assert paragraphs("  no markup \n") == "no markup" and paragraphs("") == ""
+
+
+def test_goodreads_authors_join_the_additional_ones() -> None:
+    def authors(first: str, more: str) -> str | None:
+        columns = {"Author": 0, "Additional Authors": 1}
+        return goodreads_import.author(Record(2, [first, more], columns))
+
+    assert authors(" Frank Herbert ", "") == "Frank Herbert"
+    assert authors("Frank Herbert", "  ") == "Frank Herbert"
+    assert authors("", "") is None
+    assert authors("A", "B, C ,") == "A, B, C"
+    assert authors("", " B") == "B"
+    assert authors("'=Formula", "") == "=Formula"
 
 
 def test_goodreads_unwraps_formula_isbns() -> None:

@@ -357,12 +357,16 @@ _ISBN = re.compile(r"[0-9]{9}[0-9X]|[0-9]{13}")
 
 def isbn_or_none(value: str) -> str | None:
     """The ISBN in `value` without hyphens or spaces, None when it is not an ISBN."""
-    compact = _ISBN_PUNCTUATION.sub("", value).upper()
+    compact = value
+    if not (value.isascii() and value.isdigit()):  # most files write bare digits
+        compact = _ISBN_PUNCTUATION.sub("", value).upper()
     return compact if _ISBN.fullmatch(compact) else None
 
 
 def paragraphs(html_text: str) -> str:
     """Review text as plain lines: Goodreads writes line breaks as <br/>."""
+    if "<" not in html_text:  # most reviews are empty or have no line break
+        return html_text.strip()
     return _BR.sub("\n", html_text).strip()
 
 

@@ -29,6 +29,8 @@ def isbn_key(isbn: str | None) -> str | None:
     """The ISBN as ISBN-13 digits; other values (not an ISBN) compare as written, compacted."""
     if not isbn:
         return None
+    if len(isbn) == 13 and isbn.isascii() and isbn.isdigit():  # what importers hand over
+        return isbn
     compact = _NOT_ISBN_CHARACTER.sub("", isbn.upper())
     if len(compact) == 10 and compact[:9].isdigit():
         return isbn13_of(compact)

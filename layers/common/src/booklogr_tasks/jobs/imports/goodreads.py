@@ -76,8 +76,11 @@ def reading_status(record: Record, remarks: Remarks) -> str:
 
 
 def author(record: Record) -> str | None:
-    names = [unneutralise(record.get("Author").strip())]
-    names += [n.strip() for n in record.get("Additional Authors").split(",")]
+    first = unneutralise(record.get("Author").strip())
+    more = record.get("Additional Authors")
+    if not more or more.isspace():  # the common case: one author
+        return first or None
+    names = [first] + [n.strip() for n in more.split(",")]
     return ", ".join(n for n in names if n) or None
 
 
