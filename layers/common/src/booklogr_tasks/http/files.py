@@ -51,7 +51,6 @@ from booklogr_tasks.storage import CONTENT_TYPES, export_store, upload_key
 FILE_FIELD = "file"
 # A name BookLogr could have given a file: no path, nothing hidden.
 _FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
-_TRUE, _FALSE = {"true", "1", "on", "yes"}, {"false", "0", "off", "no", ""}
 # Polling an import the request waits for: quick at first, then at most twice a second.
 _FIRST_POLL_SECONDS, _MAX_POLL_SECONDS = 0.05, 0.5
 
@@ -213,13 +212,12 @@ def _import_type(value: str | None) -> str:
 
 
 def _flag(value: str | None, name: str) -> bool:
-    # Spaces and tabs only, as the OpenAPI document's pattern says (str.strip() would also take
-    # characters that JSON Schema's \s does not, and accept what the document refuses).
-    text = (value or "").strip(" \t").lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
+    """A boolean form field, as multipart carries one (the OpenAPI document's type): exactly
+    `true` or `false`; a field left out is false. BookLogr's web app sends `true` when ticked."""
+    if value is None or value == "false":
         return False
+    if value == "true":
+        return True
     raise InvalidField(f"`{name}` must be true or false")
 
 
