@@ -255,6 +255,17 @@ def test_a_file_the_import_cannot_read_is_422_naming_the_problem(
     assert conn.execute("SELECT count(*) AS n FROM books").fetchone()["n"] == 0
 
 
+def test_allow_duplicates_is_true_or_false_in_any_case(
+    client: Any, conn: Any, not_waiting: Settings
+) -> None:
+    for value, expected in (("True", True), ("FALSE", False), ("false", False)):
+        parts = [("file", ("a.csv", BOOKLOGR_CSV.encode())), ("type", "csv")]
+        response = upload(client, 5, [*parts, ("allow_duplicates", value)])
+        assert response.status_code == 202, response.body
+        data = json.loads(task_row(conn, json.loads(response.body)["task_id"])["data"])
+        assert data["allow_duplicates"] is expected
+
+
 def test_an_import_still_running_is_202_pointing_at_its_task(
     client: Any, conn: Any, not_waiting: Settings, export_folder: Path
 ) -> None:
@@ -282,7 +293,7 @@ def test_an_import_still_running_is_202_pointing_at_its_task(
         ),
         *(
             ([("file", ("a.csv", b"x")), ("type", "csv"), ("allow_duplicates", v)], 422, "true or")
-            for v in ("", "TRUE", " true", "1", "\x1ctrue")
+            for v in ("", "yes", " true", "1", "\x1ctrue")
         ),
         (
             [("file", ("a.csv", b"x")), ("file", ("b.csv", b"y")), ("type", "csv")],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from booklogr_tasks.core.threads import Threads
 
 
@@ -45,3 +46,11 @@ def test_a_pool_that_never_ran_anything_starts_no_thread() -> None:
     threads = Threads(4, "test")
     threads.shutdown()
     assert not any(t.is_alive() or t.ident for t in threads._threads)
+
+
+def test_a_call_submitted_after_shutdown_is_refused() -> None:
+    threads = Threads(1, "test")
+    threads.submit(lambda: None)
+    threads.shutdown()
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        threads.submit(lambda: None)

@@ -25,9 +25,13 @@ class Threads:
             for i in range(count)
         ]
         self._started = False
+        self._closed = False
         self._start_lock = threading.Lock()
 
     def submit(self, call: Callable[[], None]) -> None:
+        """RuntimeError after shutdown (as ThreadPoolExecutor's): nothing would run the call."""
+        if self._closed:
+            raise RuntimeError("cannot submit a call after shutdown")
         if not self._started:
             self._start()
         self._calls.put(call)
@@ -35,6 +39,7 @@ class Threads:
     def shutdown(self) -> None:
         """Run every call already submitted, then stop the threads."""
         with self._start_lock:
+            self._closed = True
             if not self._started:
                 return
         for _ in self._threads:
@@ -45,7 +50,7 @@ class Threads:
     def _start(self) -> None:
         # Only a process that gets work has these threads (a listener that never runs a job).
         with self._start_lock:
-            if self._started:
+            if self._started or self._closed:
                 return
             for thread in self._threads:
                 thread.start()

@@ -212,12 +212,12 @@ def _import_type(value: str | None) -> str:
 
 
 def _flag(value: str | None, name: str) -> bool:
-    """A boolean form field, as multipart carries one (the OpenAPI document's type): exactly
-    `true` or `false`; a field left out is false. BookLogr's web app sends `true` when ticked."""
-    if value is None or value == "false":
-        return False
-    if value == "true":
-        return True
+    """A boolean form field, as multipart carries one (the OpenAPI document's type): `true` or
+    `false`, in any case (Python's requests writes True as "True"); a field left out is false.
+    BookLogr's web app sends `true` when ticked."""
+    text = "false" if value is None else value.lower()
+    if text in ("true", "false"):
+        return text == "true"
     raise InvalidField(f"`{name}` must be true or false")
 
 
