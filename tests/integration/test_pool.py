@@ -6,18 +6,23 @@ from booklogr_tasks.db import tasks
 from booklogr_tasks.db.pool import get_pool, live_connection, pooled
 
 
-def test_an_autocommit_connection_goes_back_to_the_pool_in_transaction_mode(db_url: str) -> None:
-    get_pool(db_url, max_size=1)  # one connection: the block below gets the same one back
+def test_autocommit_and_transaction_connections_never_share_a_pool(db_url: str) -> None:
+    get_pool(db_url, max_size=1)  # one connection each: a block gets the same one back
+    get_pool(db_url, max_size=1, autocommit=True)
+    for _ in range(2):
+        with live_connection(db_url, 1.0, 5.0, autocommit=True) as conn:
+            assert conn.autocommit
+            conn.execute("SELECT 1")
+            api_pid = conn.info.backend_pid
+        with pooled(db_url) as again:
+            assert not again.autocommit
+            assert again.info.backend_pid != api_pid
+            again.execute("CREATE TABLE rolled_back (x int)")
+            again.rollback()  # a transaction, so nothing stays
+            exists = again.execute("SELECT to_regclass('rolled_back') IS NOT NULL AS e").fetchone()
+            assert exists == {"e": False}
     with live_connection(db_url, 1.0, 5.0, autocommit=True) as conn:
-        assert conn.autocommit
-        first = conn.info.backend_pid
-    with pooled(db_url) as again:
-        assert again.info.backend_pid == first
-        assert not again.autocommit
-        again.execute("CREATE TABLE rolled_back (x int)")
-        again.rollback()  # a transaction, so nothing stays
-        exists = again.execute("SELECT to_regclass('rolled_back') IS NOT NULL AS e").fetchone()
-        assert exists == {"e": False}
+        assert conn.info.backend_pid == api_pid  # the autocommit pool's one connection
 
 
 def test_a_create_under_the_cap_is_committed_at_once_and_refused_past_it(db_url: str) -> None:

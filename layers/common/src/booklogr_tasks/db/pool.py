@@ -1,4 +1,4 @@
-"""Connections and pools. One pool per database URL per process, created lazily.
+"""Connections and pools. One pool per database URL and mode per process, created lazily.
 
 A pooled connection that has been idle for a while (a Lambda container frozen between
 invocations, a quiet listener) is checked with a round trip before it is handed out, instead of
@@ -27,7 +27,10 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 # Every connection of this package returns rows as dicts.
 Conn = psycopg.Connection[dict[str, Any]]
 
-_pools: dict[str, ConnectionPool[Conn]] = {}
+# One pool per database URL and mode: transactions (workers: a block commits as a whole) or
+# autocommit (the API: every request's statement commits on its own). A connection never
+# changes mode, so none is handed out in the other's.
+_pools: dict[tuple[str, bool], ConnectionPool[Conn]] = {}
 _pools_lock = threading.Lock()
 
 # Keep connections from hanging forever on a half-open socket.
@@ -49,11 +52,6 @@ def _give_back(pool: ConnectionPool[Conn], conn: Conn) -> None:
     its background thread, a thread switch per use (API: 0.58-0.78 ms of server CPU per
     request with the hook, 0.43-0.47 without)."""
     conn._booklogr_returned_at = time.monotonic()  # type: ignore[attr-defined]
-    if conn.autocommit and not conn.closed:
-        try:
-            conn.autocommit = False  # as every other user of the pool expects it
-        except psycopg.Error:
-            conn.close()  # given back in the middle of a query: the pool replaces it
     pool.putconn(conn)
 
 
@@ -120,21 +118,21 @@ def connect(
     return psycopg.connect(conninfo_for(url, settings), autocommit=autocommit, row_factory=dict_row)
 
 
-def get_pool(url: str, *, max_size: int = 10) -> ConnectionPool[Conn]:
+def get_pool(url: str, *, max_size: int = 10, autocommit: bool = False) -> ConnectionPool[Conn]:
     with _pools_lock:
-        pool = _pools.get(url)
+        pool = _pools.get((url, autocommit))
         if pool is None or pool.closed:
             pool = ConnectionPool(
                 conninfo_for(url),
                 min_size=1,
                 max_size=max_size,
-                kwargs={"row_factory": dict_row},
+                kwargs={"row_factory": dict_row, "autocommit": autocommit},
                 check=_check_if_idle,
                 open=False,
-                name="booklogr-tasks",
+                name="booklogr-tasks-autocommit" if autocommit else "booklogr-tasks",
             )
             pool.open(wait=False)
-            _pools[url] = pool
+            _pools[(url, autocommit)] = pool
         return pool
 
 
@@ -159,7 +157,7 @@ def live_connection(
     all. After the database came back, the pool may still be sleeping between reconnection
     attempts; a request must not wait for that when the database answers. `autocommit`: every
     statement is its own transaction (no BEGIN and COMMIT round trips around it)."""
-    pool = get_pool(url)
+    pool = get_pool(url, autocommit=autocommit)
     try:
         conn = _checkout(pool, min(pool_wait, timeout))
     except PoolTimeout:
@@ -167,10 +165,12 @@ def live_connection(
         with psycopg.connect(conninfo, row_factory=dict_row, autocommit=autocommit) as own:
             yield own
         return
-    conn.autocommit = autocommit
     try:
-        with conn:
-            yield conn
+        if autocommit:
+            yield conn  # no transaction to end: `with conn` would only run an empty commit
+        else:
+            with conn:
+                yield conn
     finally:
         _give_back(pool, conn)
 

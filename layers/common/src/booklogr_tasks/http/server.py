@@ -273,7 +273,7 @@ def _process_setup() -> None:
 
 def _build_api(settings: Settings) -> tuple[Api, Threads]:
     # Every handler thread can hold a connection; none ever waits for the pool to grow.
-    get_pool(settings.database_url, max_size=max(10, settings.api_threads + 2))
+    get_pool(settings.database_url, max_size=max(10, settings.api_threads + 2), autocommit=True)
     app = load_app(functions_dir())
     threads = Threads(settings.api_threads, "api", initializer=mark_server_thread)
     return Api(app, settings, threads), threads
