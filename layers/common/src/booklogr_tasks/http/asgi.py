@@ -191,7 +191,9 @@ class Api:
         timeout = self.settings.api_request_timeout_seconds
         while True:
             try:
-                message = await asyncio.wait_for(receive(), timeout)
+                # asyncio.timeout, not wait_for: wait_for makes a task per read.
+                async with asyncio.timeout(timeout):
+                    message = await receive()
             except TimeoutError:
                 await exchange.error(
                     RequestTimeout(f"the body did not arrive; nothing came for {timeout:g} s"),

@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote_to_bytes
 
 from booklogr_tasks.core.errors import SettingsError
 from booklogr_tasks.http.serving import verified
@@ -109,15 +109,15 @@ class RouteTable:
     `{parameter}`, a trailing slash is ignored, a parameter is one whole (decoded) segment."""
 
     def __init__(self, routes: dict[str, dict[str, Any]]) -> None:
-        # Sorted as chalice.local sorts them: '/a/b' comes before '/a/{x}' ('{' sorts last).
-        self._routes = [
-            (pattern, pattern.split("/"), entries) for pattern, entries in sorted(routes.items())
-        ]
+        # By number of segments, each list sorted as chalice.local sorts them: '/a/b' comes
+        # before '/a/{x}' ('{' sorts last).
+        self._routes: dict[int, list[tuple[str, list[str], dict[str, Any]]]] = {}
+        for pattern, entries in sorted(routes.items()):
+            parts = pattern.split("/")
+            self._routes.setdefault(len(parts), []).append((pattern, parts, entries))
 
     def match(self, segments: list[str]) -> Match | None:
-        for pattern, parts, entries in self._routes:
-            if len(parts) != len(segments):
-                continue
+        for pattern, parts, entries in self._routes.get(len(segments), ()):
             params: dict[str, str] = {}
             for want, got in zip(parts, segments, strict=True):
                 if want.startswith("{") and want.endswith("}"):
@@ -134,13 +134,13 @@ class RouteTable:
 def split_path(raw_path: bytes) -> list[str] | None:
     """The path's segments, each percent-decoded on its own (so an encoded `/` stays inside
     its segment); None when the path is not valid UTF-8 or not absolute."""
-    from urllib.parse import unquote_to_bytes
-
     if not raw_path.startswith(b"/"):
         return None
     if raw_path != b"/" and raw_path.endswith(b"/"):
         raw_path = raw_path[:-1]
     try:
+        if b"%" not in raw_path:  # nothing to decode (the common case)
+            return raw_path.decode("utf-8").split("/")
         return [unquote_to_bytes(part).decode("utf-8") for part in raw_path.split(b"/")]
     except UnicodeDecodeError:
         return None
