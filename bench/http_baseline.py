@@ -4,14 +4,18 @@ processes as API_WORKERS gives the API, so the two are compared at the same defa
 
     python -m bench.http_baseline --port N      (DATABASE_URL and API_* from the environment)
 
-POST /v1/tasks runs the INSERT of a task with raw psycopg (no auth, no validation, no model);
-GET /v1/tasks/<id> reads the row back. One autocommit connection per handler thread.
+POST /v1/tasks runs the statement the API's create runs (the INSERT under the per-user cap on
+unfinished tasks, queries.INSERT_TASK_UNDER_CAP) and GET /v1/tasks/<id> the status route's
+(queries.GET_OWN_TASK), with raw psycopg: no token check (the user id is read from the token
+unchecked, so the database does the same work per user), no validation, no model, no pool.
+One autocommit connection per handler thread.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -20,13 +24,12 @@ from typing import Any
 import psycopg
 import uvicorn
 from booklogr_tasks.core.settings import get_settings
+from booklogr_tasks.db import queries
 from booklogr_tasks.http.server import build_config
 from uvicorn.supervisors import Multiprocess
 
-INSERT = "INSERT INTO tasks (type, data, created_by) VALUES ('bench_noop', %s, %s) RETURNING id"
-SELECT = (
-    "SELECT id, type, status, worker, created_at, updated_on, created_by FROM tasks WHERE id = %s"
-)
+INSERT = queries.INSERT_TASK_UNDER_CAP
+SELECT = queries.GET_OWN_TASK
 
 _local = threading.local()
 
@@ -39,22 +42,37 @@ def _conn(url: str) -> psycopg.Connection[tuple[Any, ...]]:
     return conn
 
 
-def insert(url: str) -> bytes:
-    row = _conn(url).execute(INSERT, ('{"owner_id": 1}', 1)).fetchone()
+def insert(url: str, owner: int, cap: int) -> bytes:
+    data = json.dumps({"owner_id": owner})
+    params = {"type": "bench_noop", "data": data, "owner": owner, "cap": cap}
+    row = _conn(url).execute(INSERT, params).fetchone()
     assert row is not None
     return json.dumps({"task_id": row[0], "status": "fresh"}).encode()
 
 
-def select(url: str, task_id: int) -> bytes:
-    row = _conn(url).execute(SELECT, (task_id,)).fetchone()
-    assert row is not None
-    keys = ("id", "type", "status", "worker", "created_at", "updated_on", "created_by")
-    return json.dumps(dict(zip(keys, row, strict=True)), default=str).encode()
+def select(url: str, task_id: int, owner: int) -> tuple[int, bytes]:
+    cursor = _conn(url).execute(SELECT, {"id": task_id, "owner": owner})
+    row = cursor.fetchone()
+    if row is None:
+        return 404, b'{"error": "not_found"}'
+    keys = [column.name for column in cursor.description or ()]
+    return 200, json.dumps(dict(zip(keys, row, strict=True)), default=str).encode()
+
+
+def owner_of(headers: list[tuple[bytes, bytes]]) -> int:
+    """The user id in the request's token, read without checking it (the API checks it)."""
+    for name, value in headers:
+        if name.lower() == b"authorization":
+            payload = value.split(b".")[1]
+            claims = json.loads(base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)))
+            return int(claims["id"])
+    return 1
 
 
 class Baseline:
-    def __init__(self, url: str, threads: int) -> None:
+    def __init__(self, url: str, threads: int, cap: int) -> None:
         self.url = url
+        self.cap = cap
         self.executor = ThreadPoolExecutor(threads)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -65,11 +83,17 @@ class Baseline:
             message = await receive()
             more = message.get("more_body", False)
         loop = asyncio.get_running_loop()
+        owner = owner_of(scope["headers"])
         if scope["method"] == "POST":
-            status, body = 202, await loop.run_in_executor(self.executor, insert, self.url)
+            status, body = (
+                202,
+                await loop.run_in_executor(self.executor, insert, self.url, owner, self.cap),
+            )
         else:
             task_id = int(scope["path"].rsplit("/", 1)[1])
-            status, body = 200, await loop.run_in_executor(self.executor, select, self.url, task_id)
+            status, body = await loop.run_in_executor(
+                self.executor, select, self.url, task_id, owner
+            )
         await send(
             {
                 "type": "http.response.start",
@@ -86,7 +110,9 @@ class Baseline:
 def worker_app() -> Baseline:
     """The app of one worker process; uvicorn calls it in each worker (API_WORKERS > 1)."""
     settings = get_settings()
-    return Baseline(settings.database_url, settings.api_threads)
+    return Baseline(
+        settings.database_url, settings.api_threads, settings.max_pending_tasks_per_user
+    )
 
 
 def main() -> None:
