@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -100,7 +100,7 @@ class Settings(BaseModel):
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
-    @property
+    @cached_property
     def cors_origin_list(self) -> tuple[str, ...]:
         return tuple(o.strip() for o in self.cors_origins.split(",") if o.strip())
 
