@@ -75,7 +75,7 @@ class Api:
         if scope["type"] != "http":
             return  # no lifespan, no websockets
         started = time.perf_counter()
-        exchange = _Exchange(scope, send)
+        exchange = _Exchange(send, self.origins, self.all_methods)
         route = "-"
         try:
             route = await self._handle(scope, receive, exchange)
@@ -97,7 +97,7 @@ class Api:
     async def _handle(self, scope: Scope, receive: Receive, exchange: _Exchange) -> str:
         method: str = scope["method"]
         headers = _headers(scope["headers"])
-        exchange.cors = cors.cors_headers(headers.get("origin"), self.origins, self.all_methods)
+        exchange.origin = headers.get("origin")
         # The protocol (http/server.py) bounds a head that arrives in pieces; one that arrives
         # in a single read is measured here.
         target = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
@@ -120,11 +120,11 @@ class Api:
             )
             return "-"
         methods = cors.allowed_methods(match.methods)
-        exchange.cors = cors.cors_headers(headers.get("origin"), self.origins, methods)
+        exchange.methods = methods
         if method == "OPTIONS" and "OPTIONS" not in match.methods:
             # A preflight, or a client asking what the route allows.
             allow = cors.preflight_headers(headers.get("origin"), self.origins, methods)
-            exchange.cors = {}
+            exchange.add_cors = False
             await exchange.respond(204, b"", {**allow, "Content-Length": "0"})
             return match.route
         entry = match.entries.get(method)
@@ -243,7 +243,14 @@ class Api:
         for name, values in (response.get("multiValueHeaders") or {}).items():
             headers[name] = ", ".join(values)
         headers.update(response.get("headers") or {})
-        send_file = next((k for k in headers if k.lower() == _SEND_FILE), None)
+        send_file, typed = None, False
+        for name in headers:
+            lower = name.lower()
+            if lower == _SEND_FILE:
+                send_file = name
+            elif lower == "content-type":
+                typed = True
+        exchange.add_cors = False  # the app put its own CORS headers on its answer
         if send_file is not None:
             path = headers.pop(send_file)
             if status == 200:
@@ -254,9 +261,8 @@ class Api:
             data = base64.b64decode(body)
         else:
             data = body.encode("utf-8") if isinstance(body, str) else bytes(body)
-        if not any(k.lower() == "content-type" for k in headers):
+        if not typed:
             headers["Content-Type"] = "application/json"  # API Gateway's default
-        exchange.cors = {}  # the app put its own CORS headers on its answer
         await exchange.respond(status, data, headers)
 
     async def _send_file(self, path: str, headers: dict[str, str], exchange: _Exchange) -> None:
@@ -265,11 +271,11 @@ class Api:
             handle = await loop.run_in_executor(None, open, path, "rb")
         except OSError as exc:
             logger.warning("export file missing", extra={"error": type(exc).__name__})
+            exchange.add_cors = True  # the server's own answer, not the app's
             await exchange.error(NotFound("the file is no longer available"))
             return
         with handle:
             size = os.fstat(handle.fileno()).st_size
-            exchange.cors = {}
             await exchange.start(200, {**headers, "Content-Length": str(size)})
             left = size
             while left > 0:
@@ -283,21 +289,28 @@ class Api:
 
 
 class _Exchange:
-    """One request's answer: status and whether it has started, CORS headers to add."""
+    """One request's answer: status and whether it has started; the CORS headers the server
+    adds to its own answers (the app adds its own), from the request's Origin and the methods
+    of its route (all the API's before the route is known)."""
 
-    def __init__(self, scope: Scope, send: Send) -> None:
+    def __init__(self, send: Send, origins: tuple[str, ...], methods: str) -> None:
         self._send = send
         self.status = 0
         self.started = False
-        self.cors: dict[str, str] = {}
+        self.origin: str | None = None
+        self.origins = origins
+        self.methods = methods
+        self.add_cors = True
 
     async def start(self, status: int, headers: dict[str, str]) -> None:
         self.status, self.started = status, True
+        if self.add_cors:
+            headers = {**headers, **cors.cors_headers(self.origin, self.origins, self.methods)}
         await self._send(
             {
                 "type": "http.response.start",
                 "status": status,
-                "headers": _raw_headers({**headers, **self.cors}.items()),
+                "headers": _raw_headers(headers.items()),
             }
         )
 
