@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from booklogr_tasks.core.errors import ApiError, ConnectionLost, NotFound
-from booklogr_tasks.core.observability import logger, tracer
+from booklogr_tasks.core.observability import log_context, logger, tracer
 from booklogr_tasks.core.settings import Settings, get_settings
 from booklogr_tasks.http import cors, files
 from booklogr_tasks.http import routes as api
@@ -162,7 +162,7 @@ def observe(request: Request, get_response: Callable[[Request], Response]) -> Re
     that never reach the app); metrics go out only on Lambda, where CloudWatch reads them."""
     started = time.perf_counter()
     route = f"{request.method} {request.path}"
-    with logger.append_context_keys(route=route), _subsegment(f"## {route}") as subsegment:
+    with log_context(route=route), _subsegment(f"## {route}") as subsegment:
         response = _with_cors(request, _uniform(request, get_response(request)))
         if subsegment is not None:
             subsegment.put_annotation("status", response.status_code)
@@ -181,7 +181,7 @@ def observe(request: Request, get_response: Callable[[Request], Response]) -> Re
 
 @app.middleware("pure_lambda")
 def observe_task_function(event: Any, get_response: Callable[[Any], Any]) -> Any:
-    with logger.append_context_keys(function=event.context.function_name):
+    with log_context(function=event.context.function_name):
         return get_response(event)
 
 
