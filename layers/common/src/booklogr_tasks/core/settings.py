@@ -78,7 +78,11 @@ class Settings(BaseModel):
     max_pending_tasks_per_user: int = Field(20, ge=1)
     # Requests the server works on at once (the rest wait in the accept backlog) and threads
     # that run the handlers; connections open at once; the kernel's accept queue.
-    api_threads: int = Field(8, ge=1, le=64)
+    # Six threads: the handlers share one interpreter lock, and every thread that wakes from a
+    # database round trip waits for it. Under benchmark 7's load (2 cores, 2026-12-04,
+    # interleaved 6 s runs at log level INFO) 8 threads served a median of 1,528 req/s (14 runs),
+    # 6 threads 1,788 (10 runs), 4 threads 1,796 (9 runs); 6 leave more room for slow requests.
+    api_threads: int = Field(6, ge=1, le=64)
     # Processes serving the API (each with api_threads threads and its own connection pool):
     # one interpreter uses one core at most. One by default, as measured: on the 2-core
     # machine benchmark 7 runs on, 2 workers served 1149-1308 req/s against 956-1359 for one
