@@ -5,12 +5,15 @@ status (GET /v1/tasks/<id>) in a loop for the mode's duration, after a warm-up. 
 an asyncio loop in this process speaking HTTP/1.1 by hand (cheap enough not to be the
 bottleneck). Requests are spread over many users, each with a real token, as on a real install.
 
-Compared, in the same run, with the API at its defaults (API_WORKERS):
-- the same handlers (functions/app.py) under `chalice local`: the ratio targeted (at least 4x);
+Compared, in the same run, with the API at its defaults (API_WORKERS, and the log level INFO,
+at which it writes a JSON line per request and one per task created):
+- the same handlers (functions/app.py) under `chalice local`, also at INFO: the ratio targeted
+  (at least 4x);
 - a bare endpoint doing the same INSERT / SELECT with raw psycopg under the same server with the
-  same number of worker processes (bench/http_baseline.py): what the app's own work costs
-  (target at least 0.6x);
-- for information, the API with two worker processes.
+  same number of worker processes (bench/http_baseline.py), which logs nothing: what the app's
+  own work costs (target at least 0.6x);
+- for information, the API with two worker processes, and at log level WARNING (no line per
+  request).
 
 Memory (each case on a fresh API process, API_WORKERS=1; peak RSS, VmHWM, after a warm-up vs
 after the case): three concurrent downloads of one large export (target growth < 50 MB), and
@@ -48,6 +51,7 @@ P99_TARGET_MS = 50.0
 BASELINE_TARGET = 0.6
 DOWNLOAD_RSS_TARGET_MB = 50
 BODY_RSS_TARGET_MB = 20
+DEFAULT_LOG_LEVEL = "INFO"  # POWERTOOLS_LOG_LEVEL's default: what users run
 
 
 @dataclass(frozen=True)
@@ -68,15 +72,14 @@ SIZES = {
 # --- servers -----------------------------------------------------------------------------------
 
 
-def server_env(url: str, tmp: Path) -> dict[str, str]:
-    env = harness.process_env(url, tmp / "exports")
+def server_env(url: str, tmp: Path, log_level: str = DEFAULT_LOG_LEVEL) -> dict[str, str]:
+    env = harness.process_env(url, tmp / "exports", log_level)
     env.update(
         {
             "AUTH_SECRET_KEY": SECRET,
             "SINGLE_USER_MODE": "false",
             # The load creates tasks nobody runs: no cap may refuse them.
             "MAX_PENDING_TASKS_PER_USER": "1000000",
-            "POWERTOOLS_LOG_LEVEL": "WARNING",
         }
     )
     for key in ("EXPORT_BUCKET", "AWS_LAMBDA_FUNCTION_NAME"):
@@ -223,17 +226,19 @@ def measure(proc: harness.Proc, port: int, size: Size, auth: list[str]) -> dict[
 
 
 def throughput(url: str, tmp: Path, size: Size) -> dict[str, dict[str, float]]:
-    """The API and the bare endpoint at the default API_WORKERS (what users get), chalice local
-    (one process, its only way), and the API with two worker processes."""
+    """The API and the bare endpoint at the default API_WORKERS and log level (what users get),
+    chalice local (one process, its only way), the API with two worker processes, and the API
+    at log level WARNING."""
     auth = tokens()
     found = {}
-    for label, command, workers in (
-        ("api", api_command, None),
-        ("chalice_local", chalice_local_command, None),
-        ("baseline", baseline_command, None),
-        ("api_2_workers", api_command, 2),
+    for label, command, workers, log_level in (
+        ("api", api_command, None, DEFAULT_LOG_LEVEL),
+        ("chalice_local", chalice_local_command, None, DEFAULT_LOG_LEVEL),
+        ("baseline", baseline_command, None, DEFAULT_LOG_LEVEL),
+        ("api_2_workers", api_command, 2, DEFAULT_LOG_LEVEL),
+        ("api_warning", api_command, None, "WARNING"),
     ):
-        env = server_env(url, tmp)
+        env = server_env(url, tmp, log_level)
         env.pop("API_WORKERS", None)
         if workers is not None:
             env["API_WORKERS"] = str(workers)
@@ -367,7 +372,7 @@ def run(mode: Mode) -> Result:
     workers = Settings().api_workers
     mix = (
         f"{CLIENTS} keep-alive clients, create + status, {size.seconds:g} s, "
-        f"default API_WORKERS ({workers})"
+        f"default API_WORKERS ({workers}) and log level ({DEFAULT_LOG_LEVEL})"
     )
     result.add(
         Row(
@@ -403,6 +408,21 @@ def run(mode: Mode) -> Result:
             "same handlers under chalice local",
             harness.ratio(two["rps"], local["rps"]),
             note=f"p99 {two['p99_ms']:.0f} ms, {int(two['errors'])} errors",
+        )
+    )
+    quiet = runs["api_warning"]
+    result.add(
+        Row(
+            "requests/s at log level WARNING vs chalice local",
+            round(quiet["rps"]),
+            "req/s",
+            round(local["rps"]),
+            f"same handlers under chalice local, at {DEFAULT_LOG_LEVEL}",
+            harness.ratio(quiet["rps"], local["rps"]),
+            note=(
+                f"{harness.ratio(quiet['rps'], base['rps']) or 0:.2f}x the bare endpoint, "
+                f"p99 {quiet['p99_ms']:.0f} ms, {int(quiet['errors'])} errors"
+            ),
         )
     )
     result.add(
