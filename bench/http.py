@@ -6,14 +6,15 @@ an asyncio loop in this process speaking HTTP/1.1 by hand (cheap enough not to b
 bottleneck). Requests are spread over many users, each with a real token, as on a real install.
 
 Compared, in the same run, with the API at its defaults (API_WORKERS, and the log level INFO,
-at which it writes a JSON line per request and one per task created):
+at which it writes a JSON line per task created and per failed request, none per successful
+status read):
 - the same handlers (functions/app.py) under `chalice local`, also at INFO: the ratio targeted
   (at least 4x);
 - a bare endpoint doing the same INSERT / SELECT with raw psycopg under the same server with the
   same number of worker processes (bench/http_baseline.py), which logs nothing: what the app's
   own work costs (target at least 0.6x);
-- for information, the API with two worker processes, and at log level WARNING (no line per
-  request).
+- for information, the API with two worker processes, and at log level WARNING (no line for
+  any request).
 
 Memory (each case on a fresh API process, API_WORKERS=1; peak RSS, VmHWM, after a warm-up vs
 after the case): three concurrent downloads of one large export (target growth < 50 MB), and

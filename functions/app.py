@@ -24,6 +24,7 @@ from booklogr_tasks.http.auth import authenticate
 from booklogr_tasks.http.serving import (
     SEND_FILE_HEADER,
     body_limit,
+    log_request,
     public,
     under_server,
     verified_user,
@@ -169,13 +170,7 @@ def observe(request: Request, get_response: Callable[[Request], Response]) -> Re
         if response.status_code >= 400:
             api.count("ApiErrors", status=str(response.status_code))
         if not under_server():
-            logger.info(
-                "request",
-                extra={
-                    "status": response.status_code,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                },
-            )
+            log_request(response.status_code, started)
     return response
 
 

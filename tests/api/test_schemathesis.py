@@ -86,6 +86,9 @@ def api_url(
         "SINGLE_USER_MODE": "false",
         # Uploads answer 202 at once: no listener runs here, nothing would finish the import.
         "UPLOAD_WAIT_SECONDS": "0",
+        # A line for every request, successful ones included (they are DEBUG lines): the run
+        # is checked to have reached the routes with a valid token.
+        "POWERTOOLS_LOG_LEVEL": "DEBUG",
     }
     env.pop("EXPORT_BUCKET", None)
     port = free_port()

@@ -376,11 +376,14 @@ def test_after_the_database_dropped_every_connection_the_next_request_succeeds(a
 # --- logs ----------------------------------------------------------------------------------------
 
 
-def test_one_log_line_per_request_and_no_metric_blobs(api: Api) -> None:
+def test_one_log_line_per_failed_request_and_no_metric_blobs(api: Api) -> None:
+    """At INFO (the fixture's level, the default) a failed request has its line; a successful
+    one has none (tests/unit/test_request_lines.py: it has one at DEBUG)."""
     marker = f"/v1/tasks/{uuid.uuid4().int % 10**12}"
     before = api.proc.log().count('"message":"request"')
     for _ in range(3):
         requests.get(f"{api.base}{marker}", headers=auth(5))
+        assert requests.get(f"{api.base}/v1/tasks", headers=auth(5)).status_code == 200
     requests.get(f"{api.base}/unknown")
     wait_until(
         lambda: api.proc.log().count('"message":"request"') >= before + 4, what="the log lines"
@@ -398,8 +401,19 @@ def test_one_log_line_per_request_and_no_metric_blobs(api: Api) -> None:
 
 def test_the_log_never_shows_a_token(api: Api) -> None:
     token = mint_token(5)
-    requests.get(f"{api.base}/v1/tasks", headers={"Authorization": f"Bearer {token}"})
-    assert token not in api.proc.log()
+    marker = f"/v1/tasks/{uuid.uuid4().int % 10**12}"
+    before = api.proc.log().count('"message":"request"')
+    for path in ("/v1/tasks", marker, "/unknown"):  # 200, and two answers that have a line
+        requests.get(f"{api.base}{path}", headers={"Authorization": f"Bearer {token}"})
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    requests.get(f"{api.base}/v1/tasks", headers={"Authorization": f"Bearer {forged}"})
+    wait_until(
+        lambda: api.proc.log().count('"message":"request"') >= before + 3,
+        what="the lines of the 404s and the 401",
+    )
+    log = api.proc.log()
+    assert token not in log and forged not in log
+    assert token.split(".")[2] not in log and forged.split(".")[2] not in log
 
 
 def test_several_worker_processes_serve_and_stop_cleanly(api: Api, tmp_path: Path) -> None:

@@ -39,7 +39,12 @@ from booklogr_tasks.core.settings import Settings
 from booklogr_tasks.core.threads import Threads
 from booklogr_tasks.http import cors, dispatch
 from booklogr_tasks.http.auth import ensure_not_revoked, verify_token
-from booklogr_tasks.http.serving import SEND_FILE_HEADER, body_limit_setting, is_public
+from booklogr_tasks.http.serving import (
+    SEND_FILE_HEADER,
+    body_limit_setting,
+    is_public,
+    log_request,
+)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -85,14 +90,7 @@ class Api:
             logger.exception("unhandled error in the HTTP server")
             if not exchange.started:
                 await exchange.error(ApiError("an unexpected error occurred; it has been logged"))
-        logger.info(
-            "request",
-            extra={
-                "route": f"{scope['method']} {route}",
-                "status": exchange.status,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-            },
-        )
+        log_request(exchange.status, started, f"{scope['method']} {route}")
 
     async def _handle(self, scope: Scope, receive: Receive, exchange: _Exchange) -> str:
         method: str = scope["method"]

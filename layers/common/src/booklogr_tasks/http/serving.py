@@ -4,6 +4,7 @@ The Chalice app runs in two places: on Lambda behind API Gateway, and in the thr
 `booklogr-tasks api`. A few things differ, and the app asks this module instead of guessing:
 - `under_server()`: the current thread is one of the server's handler threads. Then the server
   writes the request's log line (it also answers requests the app never sees) and streams files.
+- `log_request(...)`: that line, written the same way by both.
 - `SEND_FILE_HEADER`: a view that answers with a file on this machine's disk puts its path in this
   header and leaves the body empty; the server strips the header and streams the file in chunks.
   Only a view can set it (the server never copies request headers into an answer), and the path
@@ -18,11 +19,15 @@ The Chalice app runs in two places: on Lambda behind API Gateway, and in the thr
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
+
+from booklogr_tasks.core.observability import logger
 
 SEND_FILE_HEADER = "X-Booklogr-Tasks-Send-File"
 PUBLIC_ATTRIBUTE = "booklogr_tasks_public"
@@ -40,6 +45,25 @@ def mark_server_thread() -> None:
 
 def under_server() -> bool:
     return bool(getattr(_thread, "under_server", False))
+
+
+def log_request(status: int, started: float, route: str | None = None) -> None:
+    """The line of one answered request (`started`: its time.perf_counter() on arrival): at INFO
+    when the answer is an error (status 400 and up), at DEBUG otherwise. What a successful
+    request did that matters has its own line at INFO (task created, task retried, import
+    uploaded); the rest are reads, mostly BookLogr's web app polling a task or the file list,
+    which at one line each would bury those lines. POWERTOOLS_LOG_LEVEL=DEBUG shows every
+    request."""
+    level = logging.INFO if status >= 400 else logging.DEBUG
+    if logger.log_level > level:
+        return
+    extra: dict[str, object] = {} if route is None else {"route": route}
+    extra["status"] = status
+    extra["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
+    if level == logging.INFO:
+        logger.info("request", extra=extra)
+    else:
+        logger.debug("request", extra=extra)
 
 
 @contextmanager
