@@ -24,6 +24,7 @@ four anonymous requests that try to send a 250 MB body each (target growth < 20 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import os
@@ -57,16 +58,17 @@ DEFAULT_LOG_LEVEL = "INFO"  # POWERTOOLS_LOG_LEVEL's default: what users run
 
 @dataclass(frozen=True)
 class Size:
-    seconds: float
+    seconds: float  # of load per server in all, split into `rounds` runs
     warmup: float
     download_mb: int
     body_mb: int
+    rounds: int = 1
 
 
 SIZES = {
-    "full": Size(seconds=30, warmup=3, download_mb=120, body_mb=250),
+    "full": Size(seconds=30, warmup=3, download_mb=120, body_mb=250, rounds=5),
     "quick": Size(seconds=5, warmup=1, download_mb=40, body_mb=60),
-    "smoke": Size(seconds=1, warmup=0.3, download_mb=2, body_mb=2),
+    "smoke": Size(seconds=1, warmup=0.3, download_mb=2, body_mb=2, rounds=2),
 }
 
 
@@ -137,6 +139,7 @@ class Load:
     requests: int = 0
     errors: int = 0
     latencies_ms: list[float] | None = None
+    seconds: float = 0.0  # how long the run took, the clients' last answers included
 
 
 async def _exchange(
@@ -209,44 +212,74 @@ def run_load(port: int, seconds: float, auth: list[str]) -> Load:
     return asyncio.run(main())
 
 
-def measure(proc: harness.Proc, port: int, size: Size, auth: list[str]) -> dict[str, float]:
-    wait_healthy(proc, port, "/v1/tasks/1")
-    run_load(port, size.warmup, auth)
+def measure(proc: harness.Proc, port: int, seconds: float, auth: list[str]) -> Load:
     started = time.perf_counter()
-    load = run_load(port, size.seconds, auth)
-    elapsed = time.perf_counter() - started
+    load = run_load(port, seconds, auth)
+    load.seconds = time.perf_counter() - started
     proc.check_alive()
-    latencies = load.latencies_ms or [0.0]
+    return load
+
+
+def summary(loads: list[Load]) -> dict[str, float]:
+    """Requests/s over all of a server's runs, latency percentiles over all its requests, and
+    the slowest and fastest of its runs."""
+    latencies = [ms for load in loads for ms in load.latencies_ms or ()] or [0.0]
+    rates = [load.requests / load.seconds for load in loads]
+    requests = sum(load.requests for load in loads)
     return {
-        "requests": load.requests,
-        "errors": load.errors,
-        "rps": load.requests / elapsed,
+        "requests": requests,
+        "errors": sum(load.errors for load in loads),
+        "rps": requests / sum(load.seconds for load in loads),
+        "rps_min": min(rates),
+        "rps_max": max(rates),
         "p50_ms": harness.percentile(latencies, 50),
         "p99_ms": harness.percentile(latencies, 99),
     }
 
 
+CASES = (
+    # label, command, API_WORKERS (None: the default), log level
+    ("api", "api", None, DEFAULT_LOG_LEVEL),
+    ("chalice_local", "chalice_local", None, DEFAULT_LOG_LEVEL),
+    ("baseline", "baseline", None, DEFAULT_LOG_LEVEL),
+    ("api_2_workers", "api", 2, DEFAULT_LOG_LEVEL),
+    ("api_warning", "api", None, "WARNING"),
+)
+
+
 def throughput(url: str, tmp: Path, size: Size) -> dict[str, dict[str, float]]:
     """The API and the bare endpoint at the default API_WORKERS and log level (what users get),
     chalice local (one process, its only way), the API with two worker processes, and the API
-    at log level WARNING."""
+    at log level WARNING. All run at once, idle but for the one under load, and take turns:
+    `size.rounds` runs each, in the same order every round, so that a machine that changes
+    speed during the benchmark (a shared one does, by a third within minutes) changes it for
+    every server alike, rather than for whichever ran at the time."""
+    commands = {
+        "api": api_command,
+        "chalice_local": chalice_local_command,
+        "baseline": baseline_command,
+    }
     auth = tokens()
-    found = {}
-    for label, command, workers, log_level in (
-        ("api", api_command, None, DEFAULT_LOG_LEVEL),
-        ("chalice_local", chalice_local_command, None, DEFAULT_LOG_LEVEL),
-        ("baseline", baseline_command, None, DEFAULT_LOG_LEVEL),
-        ("api_2_workers", api_command, 2, DEFAULT_LOG_LEVEL),
-        ("api_warning", api_command, None, "WARNING"),
-    ):
-        env = server_env(url, tmp, log_level)
-        env.pop("API_WORKERS", None)
-        if workers is not None:
-            env["API_WORKERS"] = str(workers)
-        port = harness_free_port()
-        with harness.processes([command(port)], env, tmp, label) as (proc,):
-            found[label] = measure(proc, port, size, auth)
-    return found
+    with contextlib.ExitStack() as stack:
+        servers: dict[str, tuple[harness.Proc, int]] = {}
+        for label, command, workers, log_level in CASES:
+            env = server_env(url, tmp, log_level)
+            env.pop("API_WORKERS", None)
+            if workers is not None:
+                env["API_WORKERS"] = str(workers)
+            port = harness_free_port()
+            (proc,) = stack.enter_context(
+                harness.processes([commands[command](port)], env, tmp, label)
+            )
+            servers[label] = (proc, port)
+        for proc, port in servers.values():
+            wait_healthy(proc, port, "/v1/tasks/1")
+            run_load(port, size.warmup, auth)
+        loads: dict[str, list[Load]] = {label: [] for label in servers}
+        for _ in range(size.rounds):
+            for label, (proc, port) in servers.items():
+                loads[label].append(measure(proc, port, size.seconds / size.rounds, auth))
+    return {label: summary(runs) for label, runs in loads.items()}
 
 
 def harness_free_port() -> int:
@@ -384,9 +417,19 @@ def run(mode: Mode) -> Result:
         mem = memory(url, tmp, size)
     api, local, base = runs["api"], runs["chalice_local"], runs["baseline"]
     workers = Settings().api_workers
+    turns = f" in {size.rounds} turns" if size.rounds > 1 else ""
     mix = (
-        f"{CLIENTS} keep-alive clients, create + status, {size.seconds:g} s, "
+        f"{CLIENTS} keep-alive clients, create + status, {size.seconds:g} s{turns}, "
         f"default API_WORKERS ({workers}) and log level ({DEFAULT_LOG_LEVEL})"
+    )
+    spread = (
+        None
+        if size.rounds == 1
+        else (
+            f"turns: API {api['rps_min']:.0f} to {api['rps_max']:.0f}, "
+            f"chalice local {local['rps_min']:.0f} to {local['rps_max']:.0f}, "
+            f"bare endpoint {base['rps_min']:.0f} to {base['rps_max']:.0f} req/s"
+        )
     )
     result.add(
         Row(
@@ -398,6 +441,7 @@ def run(mode: Mode) -> Result:
             harness.ratio(api["rps"], local["rps"]),
             f"≥ {RPS_TARGET:g}x",
             local["requests"] > 0 and api["rps"] >= RPS_TARGET * local["rps"],
+            note=spread,
         )
     )
     result.add(
@@ -481,7 +525,8 @@ def run(mode: Mode) -> Result:
         "api_workers": workers,
     }
     result.note = (
-        f"{mix} after {size.warmup:g} s of warm-up, one run each; memory on fresh API processes "
+        f"{mix} after {size.warmup:g} s of warm-up, the servers taking turns (all running, one "
+        "under load at a time, in the same order each turn); memory on fresh API processes "
         f"(peak RSS after a warm-up vs after the case); {os.cpu_count()} CPUs shared by client "
         "and server"
     )
