@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 from booklogr_tasks.db.migrate import migrate
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -316,11 +317,10 @@ class Proc:
             )
 
     def memory_kb(self, field_name: str) -> int:
-        """VmHWM (peak resident set) or VmRSS of the process, in kB."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith(field_name + ":"):
-                return int(line.split()[1])
-        raise RuntimeError(f"{field_name} not in /proc/{self.pid}/status")
+        """VmHWM (peak resident set) or VmRSS in kB, summed over the process and its children
+        (a server's worker processes)."""
+        root = psutil.Process(self.pid)
+        return sum(_status_kb(p.pid, field_name) for p in [root, *root.children(recursive=True)])
 
     def stop(self) -> None:
         try:
@@ -389,3 +389,10 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def _status_kb(pid: int, field_name: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field_name + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field_name} not in /proc/{pid}/status")

@@ -1,4 +1,4 @@
-"""7. The HTTP server: `booklogr-tasks api` (uvicorn) against `chalice local` and a bare endpoint.
+"""7. The HTTP server: `booklogr-tasks api` (granian) against `chalice local` and a bare endpoint.
 
 Load: CLIENTS keep-alive connections, each creating a task (POST /v1/tasks) and reading its
 status (GET /v1/tasks/<id>) in a loop for the mode's duration, after a warm-up. The client is
@@ -19,6 +19,12 @@ status read):
 Memory (each case on a fresh API process, API_WORKERS=1; peak RSS, VmHWM, after a warm-up vs
 after the case): three concurrent downloads of one large export (target growth < 50 MB), and
 four anonymous requests that try to send a 250 MB body each (target growth < 20 MB).
+
+Hostile clients, one after another on one fresh API process at its defaults: anonymous
+requests sending a 9.9 MB body each to GET /healthz (target growth < 50 MB), parallel 31 MB
+uploads (target growth <= 100 MB), connections trickling a body one byte every 2 s while a
+client at another address polls /healthz (target p95 < 1 s, every trickle closed within 35 s),
+and the RSS 10 s after it all (target within 50 MB of where it started).
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ from bench import harness
 from bench.harness import Mode, Result, Row
 
 NAME = "http"
-TITLE = "HTTP server: uvicorn vs chalice local, memory bounds"
+TITLE = "HTTP server: granian vs chalice local, memory bounds, hostile clients"
 CLIENTS = 20
 USERS = 2000
 SECRET = "bench-secret-key-of-sufficient-length-0123456789"
@@ -53,6 +59,12 @@ P99_TARGET_MS = 50.0
 BASELINE_TARGET = 0.6
 DOWNLOAD_RSS_TARGET_MB = 50
 BODY_RSS_TARGET_MB = 20
+ANONYMOUS_RSS_TARGET_MB = 50
+UPLOADS_RSS_TARGET_MB = 100
+SETTLED_RSS_TARGET_MB = 50
+TRICKLE_P95_TARGET_MS = 1000
+TRICKLE_CLOSED_TARGET_S = 35
+MB = 1_000_000
 DEFAULT_LOG_LEVEL = "INFO"  # POWERTOOLS_LOG_LEVEL's default: what users run
 
 
@@ -63,12 +75,28 @@ class Size:
     download_mb: int
     body_mb: int
     rounds: int = 1
+    anonymous: int = 190  # anonymous 9.9 MB bodies at once
+    uploads: int = 30  # parallel uploads of upload_mb each
+    upload_mb: int = 31
+    trickles: int = 200
+    grace: str | None = None  # API_BODY_GRACE_SECONDS, when not the default
 
 
 SIZES = {
     "full": Size(seconds=30, warmup=3, download_mb=120, body_mb=250, rounds=5),
-    "quick": Size(seconds=5, warmup=1, download_mb=40, body_mb=60),
-    "smoke": Size(seconds=1, warmup=0.3, download_mb=2, body_mb=2, rounds=2),
+    "quick": Size(seconds=5, warmup=1, download_mb=40, body_mb=60, anonymous=60, uploads=10),
+    "smoke": Size(
+        seconds=1,
+        warmup=0.3,
+        download_mb=2,
+        body_mb=2,
+        rounds=2,
+        anonymous=5,
+        uploads=2,
+        upload_mb=1,
+        trickles=5,
+        grace="1",
+    ),
 }
 
 
@@ -392,6 +420,125 @@ def memory(url: str, tmp: Path, size: Size) -> dict[str, float]:
     return found
 
 
+# --- hostile clients -------------------------------------------------------------------------
+
+
+def anonymous_healthz_body(port: int) -> bool:
+    """GET /healthz with a 9.9 MB body, sent until the server closes; whether it closed
+    before the whole body was taken."""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: bench\r\nContent-Length: 9900000\r\n\r\n")
+        sent, piece = 0, b"a" * 65536
+        try:
+            while sent < 9_900_000:
+                sock.sendall(piece)
+                sent += len(piece)
+        except OSError:
+            return True
+    return False
+
+
+def upload(port: int, user: int, megabytes: int) -> int:
+    """POST /v1/files with a `megabytes` MB file; the status."""
+    boundary = "benchboundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="type"\r\n\r\ncsv\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.csv"\r\n\r\n'
+        "title,isbn\r\n"
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    size = megabytes * MB
+    token = jwt.encode({"id": 100 + user, "exp": int(time.time()) + 3600}, SECRET, "HS256")
+    client = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    client.putrequest("POST", "/v1/files")
+    client.putheader("Authorization", f"Bearer {token}")
+    client.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
+    client.putheader("Content-Length", str(len(head) + size + len(tail)))
+    client.endheaders()
+    client.send(head)
+    block = b"x" * MB
+    for _ in range(megabytes):
+        client.send(block)
+    client.send(tail)
+    return client.getresponse().status
+
+
+def trickle(port: int, stop: float) -> tuple[bytes, float]:
+    """POST /v1/tasks with a body sent one byte every 2 s; the status it ended with and how
+    long the connection lasted."""
+    token = jwt.encode({"id": 7, "exp": int(time.time()) + 3600}, SECRET, "HS256")
+    head = (
+        "POST /v1/tasks HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {token}\r\nContent-Length: 100000\r\n\r\n"
+    ).encode()
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+        sock.sendall(head)
+        while time.monotonic() < stop:
+            try:
+                sock.sendall(b" ")
+                answer = sock.recv(4096)
+                return answer[9:12] or b"closed", time.monotonic() - started
+            except TimeoutError:
+                continue
+            except OSError:
+                return b"closed", time.monotonic() - started
+    return b"open", time.monotonic() - started
+
+
+def probe_healthz(port: int, done: threading.Event, latencies: list[float]) -> None:
+    """GET /healthz from another client address (127.0.0.2) every 100 ms until `done`."""
+    while not done.is_set():
+        started = time.perf_counter()
+        with socket.create_connection(("127.0.0.1", port), 10, ("127.0.0.2", 0)) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+            ok = sock.recv(4096).startswith(b"HTTP/1.1 200")
+        latencies.append((time.perf_counter() - started) * 1000 if ok else float("inf"))
+        time.sleep(0.1)
+
+
+def attacks(url: str, tmp: Path, size: Size) -> dict[str, float]:
+    env = {
+        **server_env(url, tmp),
+        "API_WORKERS": "1",
+        "UPLOAD_WAIT_SECONDS": "0",  # no listener runs: the uploads' answer is 202 at once
+        "UPLOAD_QUOTA_BYTES": str(10**12),
+    }
+    if size.grace is not None:
+        env["API_BODY_GRACE_SECONDS"] = size.grace
+    found: dict[str, float] = {}
+    port = harness_free_port()
+    with harness.processes([api_command(port)], env, tmp, "attacks") as (proc,):
+        wait_healthy(proc, port)
+        in_parallel(upload, [(port, 0, 1)])  # warm-up: every code path once
+        start = proc.memory_kb("VmRSS") / 1024
+        before = proc.memory_kb("VmHWM") / 1024
+        closed = in_parallel(anonymous_healthz_body, [(port,)] * size.anonymous)
+        found["anonymous_growth_mb"] = proc.memory_kb("VmHWM") / 1024 - before
+        found["anonymous_closed"] = sum(closed)
+        before = proc.memory_kb("VmHWM") / 1024
+        statuses = in_parallel(upload, [(port, i, size.upload_mb) for i in range(size.uploads)])
+        found["uploads_growth_mb"] = proc.memory_kb("VmHWM") / 1024 - before
+        found["uploads_accepted"] = sum(1 for status in statuses if status == 202)
+        latencies: list[float] = []
+        done = threading.Event()
+        prober = threading.Thread(target=probe_healthz, args=(port, done, latencies))
+        prober.start()
+        try:
+            stop = time.monotonic() + 60
+            ends = in_parallel(trickle, [(port, stop)] * size.trickles)
+        finally:
+            done.set()
+            prober.join()
+        found["trickle_p95_ms"] = harness.percentile(latencies or [float("inf")], 95)
+        found["trickle_probes"] = len(latencies)
+        found["trickle_longest_s"] = max(seconds for _, seconds in ends)
+        found["trickles_cut"] = sum(1 for status, _ in ends if status in (b"408", b"429"))
+        time.sleep(10)
+        found["settled_growth_mb"] = proc.memory_kb("VmRSS") / 1024 - start
+    return found
+
+
 # --- the result ------------------------------------------------------------------------------
 
 
@@ -415,6 +562,7 @@ def run(mode: Mode) -> Result:
         (tmp / "exports").mkdir()
         runs = throughput(url, tmp, size)
         mem = memory(url, tmp, size)
+        attack = attacks(url, tmp, size)
     api, local, base = runs["api"], runs["chalice_local"], runs["baseline"]
     workers = Settings().api_workers
     turns = f" in {size.rounds} turns" if size.rounds > 1 else ""
@@ -517,9 +665,57 @@ def run(mode: Mode) -> Result:
             note=f"{int(mem['bodies_refused'])} of 4 answered 401",
         )
     )
+    result.add(
+        Row(
+            f"peak RSS growth, {size.anonymous} anonymous 9.9 MB bodies to GET /healthz",
+            round(attack["anonymous_growth_mb"], 1),
+            "MB",
+            target=f"< {ANONYMOUS_RSS_TARGET_MB} MB",
+            met=attack["anonymous_growth_mb"] < ANONYMOUS_RSS_TARGET_MB
+            and attack["anonymous_closed"] == size.anonymous,
+            note=f"{int(attack['anonymous_closed'])} of {size.anonymous} closed unread",
+        )
+    )
+    result.add(
+        Row(
+            f"peak RSS growth, {size.uploads} parallel {size.upload_mb} MB uploads",
+            round(attack["uploads_growth_mb"], 1),
+            "MB",
+            target=f"≤ {UPLOADS_RSS_TARGET_MB} MB",
+            met=attack["uploads_growth_mb"] <= UPLOADS_RSS_TARGET_MB
+            and attack["uploads_accepted"] == size.uploads,
+            note=f"{int(attack['uploads_accepted'])} of {size.uploads} accepted (202)",
+        )
+    )
+    result.add(
+        Row(
+            f"GET /healthz p95 from another address, {size.trickles} trickling bodies",
+            round(attack["trickle_p95_ms"], 1),
+            "ms",
+            target=f"< {TRICKLE_P95_TARGET_MS} ms, all closed within {TRICKLE_CLOSED_TARGET_S} s",
+            met=attack["trickle_p95_ms"] < TRICKLE_P95_TARGET_MS
+            and attack["trickle_longest_s"] <= TRICKLE_CLOSED_TARGET_S
+            and attack["trickles_cut"] == size.trickles,
+            note=(
+                f"{int(attack['trickle_probes'])} probes; {int(attack['trickles_cut'])} of "
+                f"{size.trickles} trickles cut (408 or 429), the last after "
+                f"{attack['trickle_longest_s']:.1f} s"
+            ),
+        )
+    )
+    result.add(
+        Row(
+            "RSS 10 s after the hostile clients, vs before them",
+            round(attack["settled_growth_mb"], 1),
+            "MB",
+            target=f"≤ {SETTLED_RSS_TARGET_MB} MB",
+            met=attack["settled_growth_mb"] <= SETTLED_RSS_TARGET_MB,
+        )
+    )
     result.details = {
         "runs": runs,
         "memory": mem,
+        "attacks": attack,
         "clients": CLIENTS,
         "users": USERS,
         "api_workers": workers,

@@ -1,5 +1,5 @@
 """The HTTP benchmark's baseline: the least an endpoint can do for the same requests, under the
-same server (uvicorn with `booklogr-tasks api`'s protocol and limits, and as many worker
+same server (granian with `booklogr-tasks api`'s options and limits, and as many worker
 processes as API_WORKERS gives the API, so the two are compared at the same defaults).
 
     python -m bench.http_baseline --port N      (DATABASE_URL and API_* from the environment)
@@ -22,11 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
-import uvicorn
 from booklogr_tasks.core.settings import get_settings
 from booklogr_tasks.db import queries
-from booklogr_tasks.http.server import build_config
-from uvicorn.supervisors import Multiprocess
+from booklogr_tasks.http.server import server_options
+from granian import Granian
 
 INSERT = queries.INSERT_TASK_UNDER_CAP
 SELECT = queries.GET_OWN_TASK
@@ -76,6 +75,11 @@ class Baseline:
         self.executor = ThreadPoolExecutor(threads)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
         if scope["type"] != "http":
             return
         more = True
@@ -108,7 +112,7 @@ class Baseline:
 
 
 def worker_app() -> Baseline:
-    """The app of one worker process; uvicorn calls it in each worker (API_WORKERS > 1)."""
+    """The app of one worker process; granian calls it in each worker."""
     settings = get_settings()
     return Baseline(
         settings.database_url, settings.api_threads, settings.max_pending_tasks_per_user
@@ -121,13 +125,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     settings = get_settings()
-    if settings.api_workers > 1:
-        # As `booklogr-tasks api` does it (http/server.py's serve).
-        factory = "bench.http_baseline:worker_app"
-        config = build_config(args.host, args.port, settings, factory, settings.api_workers)
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
-        return
-    uvicorn.Server(build_config(args.host, args.port, settings, worker_app())).run()
+    options = server_options(settings)
+    Granian(
+        "bench.http_baseline:worker_app", address=args.host, port=args.port, factory=True, **options
+    ).serve()  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

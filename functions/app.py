@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import io
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -24,8 +23,11 @@ from booklogr_tasks.http.auth import authenticate
 from booklogr_tasks.http.serving import (
     SEND_FILE_HEADER,
     body_limit,
+    creates_task,
     log_request,
     public,
+    received_upload,
+    streamed_upload,
     under_server,
     verified_user,
 )
@@ -185,6 +187,7 @@ def observe_task_function(event: Any, get_response: Callable[[Any], Any]) -> Any
 
 @app.route("/v1/tasks", methods=["POST"])
 @handled
+@creates_task
 def create_task() -> Response:
     settings, user = _caller()
     request = _request()
@@ -250,17 +253,19 @@ def download_file(filename: str) -> Response:
 
 @app.route("/v1/files", methods=["POST"], content_types=["multipart/form-data"])
 @handled
+@creates_task
+@streamed_upload
 @body_limit("max_upload_body_bytes")
 def upload_file() -> Response:
     settings, user = _caller()
-    request = _request()
-    answer = files.upload_import(
-        settings,
-        user,
-        request.headers.get("content-type"),
-        request.headers.get("content-length"),
-        io.BytesIO(request.raw_body),
-    )
+    upload = received_upload()  # under `booklogr-tasks api`: already in the store
+    if upload is not None:
+        answer = files.import_upload(settings, user, upload)
+    else:
+        request = _request()
+        answer = files.upload_import(
+            settings, user, request.headers.get("content-type"), request.raw_body
+        )
     if answer.finished:
         return _json(200, answer)
     return _json(

@@ -38,10 +38,9 @@ MERGE_TEMPLATE = Path(__file__).resolve().parent / "template-merge.yaml"
 API_FUNCTION = "APIHandler"
 
 # Chalice ships itself in the function zip, and the Lambda runtime provides boto3: leaving them
-# out of the layer keeps it well under Lambda's 250 MB limit. uvicorn (with its httptools parser
-# and uvloop) serves `booklogr-tasks api` on a server of your own; on Lambda, API Gateway does
-# that job.
-NOT_IN_LAYER = {"chalice", "boto3", "uvicorn", "httptools", "uvloop"}
+# out of the layer keeps it well under Lambda's 250 MB limit. granian (with uvloop) serves
+# `booklogr-tasks api` on a server of your own; on Lambda, API Gateway does that job.
+NOT_IN_LAYER = {"chalice", "boto3", "granian", "uvloop"}
 # Sub-packages of booklogr_tasks left out of the layer.
 NOT_IN_LAYER_PACKAGES = ("devtools",)
 

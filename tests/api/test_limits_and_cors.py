@@ -50,7 +50,7 @@ def test_past_the_cap_a_create_is_429_with_retry_after_and_stores_nothing(
     assert refused.status_code == 429
     body = json.loads(refused.body)
     assert set(body) == {"error", "message"} and body["error"] == "too_many_tasks"
-    assert "3 unfinished" in body["message"]
+    assert "3 exports and imports in progress" in body["message"]
     assert int(refused.headers["Retry-After"]) >= 1
     assert count_tasks(conn, 5) == cap_of_3
     # Another user has a cap of their own.

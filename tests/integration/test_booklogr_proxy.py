@@ -9,13 +9,16 @@ without it the test is skipped, naming what is missing.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
 import signal
+import socket
 import string
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -171,10 +174,18 @@ http {{
 
 
 @pytest.fixture
-def tasks_api(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+def tasks_env(env: dict[str, str], request: pytest.FixtureRequest) -> dict[str, str]:
+    """The service's environment; SINGLE_USER_MODE as the test's parameter says (else false)."""
+    return {**env, "SINGLE_USER_MODE": getattr(request, "param", "false")}
+
+
+@pytest.fixture
+def tasks_api(tasks_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     """`booklogr-tasks api` and `booklogr-tasks listen`, as plain processes."""
     port = free_port()
-    env = {**env, "UPLOAD_WAIT_SECONDS": "60"}  # the upload answers as soon as its import ends
+    env = {**tasks_env, "UPLOAD_WAIT_SECONDS": "60"}  # the upload answers once its import ends
+    # Every request arrives from nginx's address; nginx limits each real client.
+    env["API_MAX_REQUESTS_PER_CLIENT"] = "1000"
     base = f"http://127.0.0.1:{port}"
     with (
         service(["api", "--port", str(port)], env, tmp_path / "api.log") as api,
@@ -197,9 +208,14 @@ def call(
     request = urllib.request.Request(url, data=body, method=method, headers=sent)
     try:
         with urllib.request.urlopen(request, timeout=90) as response:
-            return response.status, dict(response.headers), response.read()
+            return response.status, _lower(response.headers), response.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
+        return exc.code, _lower(exc.headers), exc.read()
+
+
+def _lower(headers: Any) -> dict[str, str]:
+    """Header names in lower case: HTTP does not care how a server spells them."""
+    return {name.lower(): value for name, value in headers.items()}
 
 
 def form(file_bytes: bytes, fields: dict[str, str]) -> tuple[dict[str, str], bytes]:
@@ -220,11 +236,9 @@ def form(file_bytes: bytes, fields: dict[str, str]) -> tuple[dict[str, str], byt
 # --- the web app's calls through the proxy --------------------------------------------------------
 
 
-def test_booklogrs_web_app_calls_work_through_the_shipped_proxy(
-    proxy: str, booklogr_api: tuple[int, list[str]], env: dict[str, str], conn: Any
-) -> None:
-    token = mint_token(USER)
-    seed_books(conn, owner_id=USER, count=4)
+def web_app_flow(proxy: str, token: str | None, user: int, conn: Any) -> None:
+    """The Data tab's calls, as BookLogr's web app makes them (no token in single-user mode)."""
+    seed_books(conn, owner_id=user, count=4)
 
     # The Data tab mounts: no files yet, a 404 the web app ignores.
     status, _, body = call("GET", f"{proxy}/v1/files", token)
@@ -250,7 +264,7 @@ def test_booklogrs_web_app_calls_work_through_the_shipped_proxy(
     filename = listed[0]["filename"]
     status, headers, exported = call("GET", f"{proxy}/v1/files/{filename}", token)
     assert status == 200, exported
-    assert headers["Content-Disposition"] == f'attachment; filename="{filename}"'
+    assert headers["content-disposition"] == f'attachment; filename="{filename}"'
     assert exported.decode("utf-8").startswith(CSV_HEADER)
 
     # "Import": the exported file itself, duplicates allowed, answered when the import is done.
@@ -258,8 +272,15 @@ def test_booklogrs_web_app_calls_work_through_the_shipped_proxy(
     status, _, answer = call("POST", f"{proxy}/v1/files", token, body, headers)
     assert status == 200, answer
     assert json.loads(answer)["message"] == "Imported 4/4 books."
-    count = conn.execute("SELECT count(*) AS n FROM books WHERE owner_id = %s", (USER,))
+    count = conn.execute("SELECT count(*) AS n FROM books WHERE owner_id = %s", (user,))
     assert count.fetchone()["n"] == 8
+
+
+def test_booklogrs_web_app_calls_work_through_the_shipped_proxy(
+    proxy: str, booklogr_api: tuple[int, list[str]], env: dict[str, str], conn: Any
+) -> None:
+    token = mint_token(USER)
+    web_app_flow(proxy, token, USER, conn)
 
     # Everything else is BookLogr's: it reaches its API, and only that does.
     _, seen = booklogr_api
@@ -274,6 +295,84 @@ def test_booklogrs_web_app_calls_work_through_the_shipped_proxy(
         "GET /v1/filesystem",
     ]
     assert not [s for s in seen if re.match(r"\w+ /v1/(tasks|files)(/|$|\?)", s)]
+
+
+@pytest.mark.parametrize("tasks_env", ["true"], indirect=True)
+def test_single_user_mode_through_the_shipped_proxy(proxy: str, conn: Any) -> None:
+    """SINGLE_USER_MODE=true, as BookLogr runs it: the web app sends no token, and every
+    request is user 1's."""
+    web_app_flow(proxy, None, 1, conn)
+    status, _, body = call("GET", f"{proxy}/v1/tasks")
+    assert status == 200 and {t["created_by"] for t in json.loads(body)["items"]} == {1}
+
+
+def test_slow_and_anonymous_bodies_stop_at_the_proxy(proxy: str, tmp_path: Path) -> None:
+    """Clients that trickle or pause a body, and anonymous large bodies: nginx holds them (its
+    limits per client address, its body timeout, its body buffer), answers them itself, and
+    the service stays free for everyone else. Bounded: 30 connections, each at most 40 s."""
+    head = (
+        b"POST /v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100000\r\n\r\n"
+    )
+    port = int(proxy.rsplit(":", 1)[1])
+    stop = time.monotonic() + 40
+
+    def stalled(_: int) -> bytes:
+        """The head and one byte of the body, then nothing: nginx's body timeout cuts it."""
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+            sock.sendall(head + b"{")
+            while time.monotonic() < stop:
+                try:
+                    return sock.recv(4096)[:12] or b"closed"
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return b"closed"
+        return b"still open"
+
+    results: list[bytes] = []
+    threads = [threading.Thread(target=lambda i=i: results.append(stalled(i))) for i in range(30)]
+    for thread in threads:
+        thread.start()
+    # Meanwhile a client at another address is served.
+    other = http.client.HTTPConnection(
+        "127.0.0.1", port, timeout=30, source_address=("127.0.0.2", 0)
+    )
+    other.request("GET", "/v1/files", headers={"Authorization": f"Bearer {mint_token(9)}"})
+    assert other.getresponse().status == 404  # no files: BookLogr's answer
+    other.close()
+    for thread in threads:
+        thread.join(60)
+    # Past 20 connections of one address: 429 at once; the rest cut by the body timeout (408
+    # or closed).
+    assert len(results) == 30
+    assert sum(1 for r in results if r.startswith(b"HTTP/1.1 429")) >= 10, results
+    assert all(r.startswith((b"HTTP/1.1 429", b"HTTP/1.1 408")) or r == b"closed" for r in results)
+
+    # An anonymous 1 MB body: buffered by nginx, then refused by the service (401, JSON).
+    status, _, body = call(
+        "POST",
+        f"{proxy}/v1/tasks",
+        None,
+        b"{" + b" " * 30_000_000,
+        {"Content-Type": "application/json"},
+    )
+    assert status == 401 and json.loads(body)["error"] == "unauthorized"
+    # An upload with an expired token: the answer the web app refreshes its token on.
+    headers, body = form(b"title,isbn\r\n" + b"x" * 2_000_000, {"type": "csv"})
+    status, _, answer = call(
+        "POST", f"{proxy}/v1/files", mint_token(9, lifetime=-60), body, headers
+    )
+    assert status == 401 and json.loads(answer)["msg"] == "Token has expired"
+    # Over nginx's body limit: its own JSON 413, the body never sent on.
+    status, _, body = call(
+        "POST",
+        f"{proxy}/v1/files",
+        None,
+        b"x" * 45_000_000,
+        {"Content-Type": "multipart/form-data; boundary=x"},
+    )
+    assert status == 413 and json.loads(body)["error"] == "payload_too_large"
 
 
 # --- the compose file runs what the test runs -----------------------------------------------------

@@ -199,7 +199,7 @@ def test_layer_requirements_are_the_runtime_dependencies_minus_what_lambda_provi
     requirements = load_build_module().layer_requirements()
     names = {r.split("[")[0].split(">")[0].split("<")[0].lower() for r in requirements}
     assert {"psycopg", "psycopg-pool", "pydantic", "pyjwt", "aws-lambda-powertools"} <= names
-    assert not names & {"chalice", "boto3", "uvicorn", "httptools", "uvloop"}
+    assert not names & {"chalice", "boto3", "granian", "uvloop"}
 
 
 def test_a_task_type_without_its_function_stops_the_build() -> None:

@@ -1,13 +1,10 @@
-"""The streaming multipart form reader: fields in memory, the file part pulled chunk by chunk."""
+"""The streaming multipart form reader: fields in memory, the file part handed on piece by piece."""
 
 from __future__ import annotations
 
-import io
-
 import pytest
 from booklogr_tasks.core.errors import BadRequest, PayloadTooLarge
-from booklogr_tasks.http import multipart
-from booklogr_tasks.http.multipart import MultipartForm, boundary_of
+from booklogr_tasks.http.multipart import FormReader, boundary_of
 
 BOUNDARY = b"xYzZY"
 
@@ -23,49 +20,39 @@ def body(*parts: tuple[str, bytes, str | None]) -> bytes:
     return out + b"--" + BOUNDARY + b"--\r\n"
 
 
-class Trickle(io.RawIOBase):
-    """A request body that arrives a few bytes at a time, and says how much was read."""
-
-    def __init__(self, data: bytes, step: int) -> None:
-        self.data, self.step, self.position = data, step, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        chunk = self.data[self.position : self.position + self.step]
-        self.position += len(chunk)
-        return chunk
+def feed(reader: FormReader, data: bytes, step: int) -> list[bytes]:
+    """The body in pieces of `step` bytes, as a socket delivers it; the file's pieces."""
+    found: list[bytes] = []
+    for start in range(0, len(data), step):
+        found += reader.feed(data[start : start + step])
+    reader.close()
+    return found
 
 
-def test_the_file_is_pulled_through_the_parser_as_it_is_read() -> None:
+def test_the_file_is_handed_on_as_the_body_arrives() -> None:
     content = bytes(range(256)) * 400  # 100 KiB, every byte value, CRLFs and dashes included
     data = body(
         ("type", b"goodreads", None),
         ("file", content, "library.csv"),
         ("allow_duplicates", b"true", None),
     )
-    source = Trickle(data, 1000)
-    form = MultipartForm(source, BOUNDARY, len(data), "file")
-
-    assert form.find_file()
-    assert form.fields == {"type": "goodreads"} and form.filename == "library.csv"
-    file = form.file()
-    first = file.read(10)
-    # Only what the parser needed so far has been read: the body streams.
-    assert source.position < len(data) // 2
-    assert first + file.read() == content
-    form.finish()
-    assert form.fields == {"type": "goodreads", "allow_duplicates": "true"}
-    assert source.position == len(data)
+    reader = FormReader(BOUNDARY, "file", len(data), len(content))
+    first = reader.feed(data[:1000])
+    assert reader.file_started and reader.upload.fields == {"type": "goodreads"}
+    assert reader.upload.filename == "library.csv"
+    # What arrived of the file so far is handed on at once: nothing waits for the whole body.
+    assert 0 < len(b"".join(first)) < 1000
+    pieces = first + feed(reader, data[1000:], 1000)
+    assert b"".join(pieces) == content and reader.upload.size == len(content)
+    assert max(len(p) for p in pieces) <= 1000
+    assert reader.upload.fields == {"type": "goodreads", "allow_duplicates": "true"}
 
 
 def test_a_form_without_the_file_part_is_read_to_its_end() -> None:
     data = body(("type", b"csv", None))
-    form = MultipartForm(io.BytesIO(data), BOUNDARY, len(data), "file")
-    assert not form.find_file()
-    form.finish()
-    assert form.fields == {"type": "csv"}
+    reader = FormReader(BOUNDARY, "file", len(data), 100)
+    assert feed(reader, data, 7) == []
+    assert not reader.file_started and reader.upload.fields == {"type": "csv"}
 
 
 @pytest.mark.parametrize(
@@ -80,22 +67,19 @@ def test_a_form_without_the_file_part_is_read_to_its_end() -> None:
     ],
 )
 def test_malformed_forms_are_bad_requests(data: bytes, words: str) -> None:
-    form = MultipartForm(io.BytesIO(data), BOUNDARY, len(data), "file")
+    reader = FormReader(BOUNDARY, "file", len(data), len(data))
     with pytest.raises(BadRequest, match=words):
-        if form.find_file():
-            form.file().read()
-        form.finish()
+        feed(reader, data, 100)
 
 
-def test_a_body_longer_than_its_limit_is_refused_while_reading(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(multipart, "CHUNK_BYTES", 100)
+def test_a_body_or_a_file_over_its_limit_is_refused_while_it_arrives() -> None:
     data = body(("file", b"x" * 5000, "a.csv"))
-    form = MultipartForm(Trickle(data, 100), BOUNDARY, 1000, "file")
-    assert form.find_file()
-    with pytest.raises(PayloadTooLarge):
-        form.file().read()
+    reader = FormReader(BOUNDARY, "file", 1000, 10_000)
+    with pytest.raises(PayloadTooLarge, match="body is larger than the limit of 1000"):
+        feed(reader, data, 100)
+    reader = FormReader(BOUNDARY, "file", 10_000, 1000)
+    with pytest.raises(PayloadTooLarge, match="upload limit of 1000 bytes"):
+        feed(reader, data, 100)
 
 
 @pytest.mark.parametrize(

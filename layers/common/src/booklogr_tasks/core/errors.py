@@ -96,6 +96,19 @@ class TooManyPendingTasks(ApiError):
         super().__init__(message, {"Retry-After": str(retry_after)})
 
 
+class TooManyRequests(ApiError):
+    """One client address has too many requests in progress at once."""
+
+    status, code = 429, "too_many_requests"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, {"Retry-After": "1"})
+
+
+class UploadQuotaExceeded(PayloadTooLarge):
+    code = "upload_quota_exceeded"
+
+
 class HeadersTooLarge(ApiError):
     status, code = 431, "headers_too_large"
 

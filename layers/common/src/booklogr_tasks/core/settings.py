@@ -76,28 +76,33 @@ class Settings(BaseModel):
     cors_origins: str = "*"
     # Unfinished (fresh or started) tasks one user may have; past it POST /v1/tasks is 429.
     max_pending_tasks_per_user: int = Field(20, ge=1)
-    # Requests the server works on at once (the rest wait in the accept backlog) and threads
-    # that run the handlers; connections open at once; the kernel's accept queue.
-    # Six threads: the handlers share one interpreter lock, and every thread that wakes from a
-    # database round trip waits for it. Under benchmark 7's load (2 cores, 2026-12-04,
-    # interleaved 6 s runs at log level INFO) 8 threads served a median of 1,528 req/s (14 runs),
-    # 6 threads 1,788 (10 runs), 4 threads 1,796 (9 runs); 6 leave more room for slow requests.
+    # Handler threads that run the app. The handlers share one interpreter lock, and every
+    # thread that wakes from a database round trip waits for it: a few threads serve more
+    # requests than many (bench/README.md, benchmark 7), and six leave room for slow requests.
     api_threads: int = Field(6, ge=1, le=64)
-    # Processes serving the API (each with api_threads threads and its own connection pool):
-    # one interpreter uses one core at most. One by default, as measured: on the 2-core
-    # machine benchmark 7 runs on, 2 workers served 1149-1308 req/s against 956-1359 for one
-    # (three interleaved 6 s runs, 2026-12-02), the cores being taken by the load, PostgreSQL
-    # and the server alike; a second process costs its memory and connection pool for nothing
-    # there. Where the cores are free (clients elsewhere), set it to the number of cores.
+    # Server processes, each with its own threads and connection pool: set it to the number of
+    # cores where the clients and the database run elsewhere.
     api_workers: int = Field(1, ge=1, le=32)
-    api_max_connections: int = Field(200, ge=1)
-    api_backlog: int = Field(512, ge=1)
-    # A client that is silent this long while sending a request (head or body) is cut off;
-    # an idle keep-alive connection is closed after api_keep_alive_seconds.
-    api_request_timeout_seconds: float = Field(15.0, gt=0)
-    api_keep_alive_seconds: float = Field(5.0, gt=0)
-    # The request line plus headers may not be larger than this (431 past it).
-    api_max_header_bytes: int = Field(16 * 1024, ge=1024)
+    # Requests one server process works on at once; the rest wait in the accept backlog.
+    api_max_connections: int = Field(1000, ge=1)
+    api_backlog: int = Field(1024, ge=128)
+    # Requests one client address may have in progress at once; past it the answer is 429 and
+    # the connection is closed. Behind a reverse proxy every request comes from the proxy's
+    # address: its own per-client limit applies (local/nginx), and this one must be larger.
+    api_max_requests_per_client: int = Field(64, ge=1)
+    # A request head must arrive within this time (and an idle keep-alive connection is closed
+    # after it); a body that pauses this long is cut with 408.
+    api_request_timeout_seconds: float = Field(15.0, gt=0, le=60)
+    # A body must arrive at this average rate or faster once it has taken
+    # api_body_grace_seconds; a slower one is cut with 408.
+    api_min_body_rate_bytes: int = Field(1024, ge=1)
+    api_body_grace_seconds: float = Field(10.0, gt=0)
+    # The request line plus headers may not be larger than this (414 or 431 past it).
+    api_max_header_bytes: int = Field(16 * 1024, ge=1024, le=256 * 1024)
+    # Files uploaded to POST /v1/files that one user's imports may hold in the store at once
+    # (unfinished and recently failed imports keep theirs): past it an upload is refused
+    # before its body is read.
+    upload_quota_bytes: int = Field(256 * 1024 * 1024, gt=0)
 
     @field_validator("auth_secret_key", "export_bucket", "worker_nickname", mode="before")
     @classmethod

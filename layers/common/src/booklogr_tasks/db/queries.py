@@ -386,3 +386,11 @@ SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = %(jti)s) AS revoked"""
 INSERT_TASK_UNDER_CAP: LiteralString = f"""
 SELECT {TASK_COLUMNS}
   FROM booklogr_tasks_create_under_cap(%(type)s, %(data)s, %(owner)s::integer, %(cap)s::bigint)"""
+
+# Whether a user has room under the cap, asked before an upload's body is read; the create
+# itself (INSERT_TASK_UNDER_CAP) decides for certain. The count stops at the cap.
+HAS_ROOM_UNDER_CAP: LiteralString = """
+SELECT count(*) < %(cap)s AS room FROM (
+    SELECT 1 FROM tasks
+     WHERE created_by = %(owner)s AND status IN ('fresh', 'started')
+     LIMIT %(cap)s) AS pending"""

@@ -394,3 +394,9 @@ def create_task_under_cap(
         {"type": task_type, "data": data, "owner": created_by, "cap": cap},
     ).fetchone()
     return None if row is None else Task.model_validate(row)
+
+
+def has_room_under_cap(conn: Conn, owner_id: int, cap: int) -> bool:
+    """Whether `owner_id` has fewer than `cap` unfinished tasks now."""
+    row = conn.execute(queries.HAS_ROOM_UNDER_CAP, {"owner": owner_id, "cap": cap}).fetchone()
+    return bool(row and row["room"])

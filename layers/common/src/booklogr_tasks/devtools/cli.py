@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--nickname", default=None, help="worker nickname (default: WORKER_NICKNAME)"
     )
 
-    api = sub.add_parser("api", help="serve the HTTP API (uvicorn, the same app as on Lambda)")
+    api = sub.add_parser("api", help="serve the HTTP API (granian, the same app as on Lambda)")
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
 

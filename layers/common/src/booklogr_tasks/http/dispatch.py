@@ -1,9 +1,7 @@
-"""The Chalice app of functions/ as a plain callable for the production server.
+"""The Chalice app of functions/, loaded for the production server (http/asgi.py serves it).
 
 Nothing here knows a route: the route table is the app's own (`app.routes`), so every route added
-to functions/app.py is served without a change here. A request becomes the API Gateway proxy
-event the app gets on Lambda (the shape chalice.local builds), and the app's answer comes back as
-API Gateway's response dict; the app's middleware, views and error mapping run unchanged.
+to functions/app.py is served without a change here.
 """
 
 from __future__ import annotations
@@ -11,14 +9,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote_to_bytes
+
+from chalice.local import LocalChalice
 
 from booklogr_tasks.core.errors import SettingsError
-from booklogr_tasks.http.serving import verified
 
 STAGE = "local"
 # Set it when the package is installed somewhere the repository's functions/ is not beside it.
@@ -52,9 +48,8 @@ def stage_environment(project: Path, stage: str = STAGE) -> dict[str, str]:
 
 
 def load_app(project: Path) -> Any:
-    """functions/app.py's `app`, with per-thread request state (see `per_thread_requests`).
-    The stage's variables fill in what the environment does not set, before the app's imports
-    read them."""
+    """functions/app.py's `app`, serving one request per handler thread. The stage's variables
+    fill in what the environment does not set, before the app's imports read them."""
     for key, value in stage_environment(project).items():
         os.environ.setdefault(key, value)
     spec = importlib.util.spec_from_file_location(_MODULE_NAME, project / "app.py")
@@ -63,136 +58,11 @@ def load_app(project: Path) -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     app = module.app
-    per_thread_requests(app)
+    # Chalice keeps the request being handled in one attribute of the app: enough on Lambda
+    # (one request per process at a time), but handler threads would read each other's
+    # requests. `chalice local`'s own app class keeps it per thread.
+    app.__class__ = LocalChalice
     return app
 
 
-def per_thread_requests(app: Any) -> None:
-    """Chalice keeps the request being handled in ONE attribute of the app (`current_request`):
-    enough on Lambda (one request per process at a time), but with several handler threads a
-    view would read another thread's request, i.e. act for another user. The app's class becomes
-    a subclass whose `current_request` and `lambda_context` are per thread."""
-    if getattr(type(app), "_booklogr_per_thread", False):
-        return
-    state = threading.local()
-
-    def slot(name: str) -> property:
-        return property(
-            lambda self: getattr(state, name, None),
-            lambda self, value: setattr(state, name, value),
-        )
-
-    cls = type(app)
-    app.__class__ = type(
-        f"PerThread{cls.__name__}",
-        (cls,),
-        {
-            "current_request": slot("current_request"),
-            "lambda_context": slot("lambda_context"),
-            "_booklogr_per_thread": True,
-        },
-    )
-    for name in ("current_request", "lambda_context"):
-        app.__dict__.pop(name, None)
-
-
-@dataclass(frozen=True)
-class Match:
-    route: str  # the route's pattern, e.g. /v1/tasks/{id}
-    params: dict[str, str]
-    methods: frozenset[str]
-    entries: dict[str, Any]  # method → the app's RouteEntry
-
-
-class RouteTable:
-    """The app's routes, matched the way API Gateway does: a literal segment beats a
-    `{parameter}`, a trailing slash is ignored, a parameter is one whole (decoded) segment."""
-
-    def __init__(self, routes: dict[str, dict[str, Any]]) -> None:
-        # By number of segments, each list sorted as chalice.local sorts them: '/a/b' comes
-        # before '/a/{x}' ('{' sorts last).
-        self._routes: dict[int, list[tuple[str, list[str], dict[str, Any]]]] = {}
-        for pattern, entries in sorted(routes.items()):
-            parts = pattern.split("/")
-            self._routes.setdefault(len(parts), []).append((pattern, parts, entries))
-
-    def match(self, segments: list[str]) -> Match | None:
-        for pattern, parts, entries in self._routes.get(len(segments), ()):
-            params: dict[str, str] = {}
-            for want, got in zip(parts, segments, strict=True):
-                if want.startswith("{") and want.endswith("}"):
-                    if not got:
-                        break
-                    params[want[1:-1]] = got
-                elif want != got:
-                    break
-            else:
-                return Match(pattern, params, frozenset(entries), entries)
-        return None
-
-
-def split_path(raw_path: bytes) -> list[str] | None:
-    """The path's segments, each percent-decoded on its own (so an encoded `/` stays inside
-    its segment); None when the path is not valid UTF-8 or not absolute."""
-    if not raw_path.startswith(b"/"):
-        return None
-    if raw_path != b"/" and raw_path.endswith(b"/"):
-        raw_path = raw_path[:-1]
-    try:
-        if b"%" not in raw_path:  # nothing to decode (the common case)
-            return raw_path.decode("utf-8").split("/")
-        return [unquote_to_bytes(part).decode("utf-8") for part in raw_path.split(b"/")]
-    except UnicodeDecodeError:
-        return None
-
-
-def build_event(
-    *,
-    method: str,
-    match: Match,
-    path: str,
-    query_string: bytes,
-    headers: dict[str, str],
-    body: bytes | None,
-    source_ip: str,
-) -> dict[str, Any]:
-    """The API Gateway proxy event of this request (as chalice.local builds it)."""
-    query = parse_qs(query_string.decode("latin-1"), keep_blank_values=True)
-    return {
-        "requestContext": {
-            "httpMethod": method,
-            "resourcePath": match.route,
-            "identity": {"sourceIp": source_ip},
-            "path": path,
-            "stage": STAGE,
-        },
-        "headers": headers,
-        "pathParameters": match.params or None,
-        "multiValueQueryStringParameters": query or None,
-        "stageVariables": {},
-        "body": body,
-        "isBase64Encoded": False,
-    }
-
-
-def call(app: Any, event: dict[str, Any], user_id: int | None = None) -> dict[str, Any]:
-    """Run the app on one event, in the calling thread; API Gateway's response dict.
-    `user_id`: the server already authenticated the event's `authorization` header as this user
-    (serving.verified_user tells the view so)."""
-    with verified(event["headers"].get("authorization"), user_id):
-        response: dict[str, Any] = app(event, None)
-    return response
-
-
-__all__ = [
-    "STAGE",
-    "Match",
-    "RouteTable",
-    "build_event",
-    "call",
-    "functions_dir",
-    "load_app",
-    "per_thread_requests",
-    "split_path",
-    "stage_environment",
-]
+__all__ = ["STAGE", "functions_dir", "load_app", "stage_environment"]

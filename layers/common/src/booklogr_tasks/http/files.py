@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import time
 from datetime import datetime
-from typing import Any, BinaryIO
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -26,15 +26,14 @@ from booklogr_tasks.core.errors import (
     ImportFailed,
     InvalidField,
     NotFound,
-    PayloadTooLarge,
     TaskNotFound,
-    UploadTooLarge,
+    UploadQuotaExceeded,
 )
 from booklogr_tasks.core.models import FINISHED, TaskReport, TaskStatus
 from booklogr_tasks.core.observability import logger
 from booklogr_tasks.core.settings import Settings
 from booklogr_tasks.db import files, tasks
-from booklogr_tasks.http.multipart import MultipartForm, boundary_of
+from booklogr_tasks.http.multipart import FormReader, StoredUpload, boundary_of, megabytes
 from booklogr_tasks.http.routes import (
     UPLOAD_IMPORT_TYPES,
     ExportFile,
@@ -46,9 +45,11 @@ from booklogr_tasks.http.routes import (
     upload_types,
 )
 from booklogr_tasks.jobs import get_spec
-from booklogr_tasks.storage import CONTENT_TYPES, export_store, upload_key
+from booklogr_tasks.storage import CONTENT_TYPES, PendingExport, export_store, upload_key
 
 FILE_FIELD = "file"
+# A body the request holds whole is parsed in pieces of this size, as a streamed one arrives.
+_PIECE_BYTES = 64 * 1024
 # A name BookLogr could have given a file: no path, nothing hidden.
 _FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
 # Polling an import the request waits for: quick at first, then at most twice a second.
@@ -104,49 +105,95 @@ def open_file(settings: Settings, owner_id: int, filename: str) -> ExportFile | 
     )
 
 
+def ensure_quota(settings: Settings, owner_id: int, size: int) -> None:
+    """UploadQuotaExceeded when `size` more bytes would pass the owner's UPLOAD_QUOTA_BYTES."""
+    used = export_store(settings).upload_usage(owner_id)
+    quota = settings.upload_quota_bytes
+    if used + size > quota:
+        raise UploadQuotaExceeded(
+            f"Your imports in progress already hold {megabytes(used)} of files, and this one "
+            f"would take them past your limit of {megabytes(quota)}; upload it again once "
+            "they have finished."
+        )
+
+
+class UploadSink:
+    """One upload's form, written as its body arrives: the file part to the store under a new
+    key of the owner's, the other fields kept. write() each piece of the body, then finish(),
+    or discard() on any error."""
+
+    def __init__(
+        self, settings: Settings, owner_id: int, content_type: str | None, body_limit: int
+    ) -> None:
+        self.reader = FormReader(
+            boundary_of(content_type), FILE_FIELD, body_limit, settings.max_upload_bytes
+        )
+        self._store = export_store(settings)
+        self._owner_id = owner_id
+        self._pending: PendingExport | None = None
+
+    def write(self, data: bytes) -> None:
+        pieces = self.reader.feed(data)
+        if self.reader.file_started and self._pending is None:
+            self.reader.upload.key = upload_key(self._owner_id)
+            self._pending = self._store.begin_upload(self.reader.upload.key)
+        for piece in pieces:
+            assert self._pending is not None
+            self._pending.write(piece)
+
+    def finish(self) -> StoredUpload:
+        self.reader.close()
+        if self._pending is not None:
+            self._pending.complete()
+            self._pending.publish()
+        return self.reader.upload
+
+    def discard(self) -> None:
+        if self._pending is not None:
+            self._pending.discard()
+
+
 def upload_import(
-    settings: Settings,
-    owner_id: int,
-    content_type: str | None,
-    content_length: str | None,
-    body: BinaryIO,
+    settings: Settings, owner_id: int, content_type: str | None, body: bytes
 ) -> ImportAnswer:
-    """Store the uploaded file, create its import task, and wait briefly for the outcome."""
-    boundary = boundary_of(content_type)
-    limit, body_limit = settings.max_upload_bytes, settings.max_upload_body_bytes
-    if content_length is not None and content_length.isdigit() and int(content_length) > body_limit:
-        raise _too_large(limit)
-    form = MultipartForm(body, boundary, body_limit, FILE_FIELD)
-    store = export_store(settings)
-    key: str | None = None
-    size = 0
+    """An upload whose whole body the request holds (on Lambda, where API Gateway bounds it):
+    stored as the server stores a streamed one, then imported."""
+    ensure_quota(settings, owner_id, len(body))
+    sink = UploadSink(settings, owner_id, content_type, settings.max_upload_body_bytes)
     try:
-        if form.find_file():
-            key = upload_key(owner_id)
-            try:
-                size = store.save_upload(key, form.file(), limit)
-            except UploadTooLarge:
-                key = None  # save_upload removed what it wrote
-                raise _too_large(limit) from None
-        form.finish()
-        if key is None:
-            raise InvalidField(
-                f"the form has no `{FILE_FIELD}` part: send the file to import in `{FILE_FIELD}`"
-            )
-        if size == 0:
-            raise InvalidField("the uploaded file is empty: choose the file to import")
-        task_type = _import_type(form.fields.get("type"))
-        allow_duplicates = _flag(form.fields.get("allow_duplicates"), "allow_duplicates")
+        for start in range(0, len(body), _PIECE_BYTES):
+            sink.write(body[start : start + _PIECE_BYTES])
+        upload = sink.finish()
+    except BaseException:
+        sink.discard()
+        raise
+    return import_upload(settings, owner_id, upload)
+
+
+def import_upload(settings: Settings, owner_id: int, upload: StoredUpload) -> ImportAnswer:
+    """Create the import task of a stored upload and wait briefly for the outcome; the upload
+    is deleted when no task is created."""
+    store = export_store(settings)
+    try:
+        if upload.key is None:
+            raise InvalidField(f"Choose a file to import (the form has no `{FILE_FIELD}` part).")
+        if upload.size == 0:
+            raise InvalidField("The file you chose is empty; choose the file to import.")
+        task_type = _import_type(upload.fields.get("type"))
+        allow_duplicates = _flag(upload.fields.get("allow_duplicates"), "allow_duplicates")
         accepted = create_task(
-            settings, owner_id, task_type, {"file": key, "allow_duplicates": allow_duplicates}
+            settings,
+            owner_id,
+            task_type,
+            {"file": upload.key, "allow_duplicates": allow_duplicates},
         )
     except BaseException:
-        if key is not None:
-            _delete_quietly(store.delete, key)
+        if upload.key is not None:
+            _delete_quietly(store.delete, upload.key)
         raise
     logger.info(
         "import uploaded",
-        extra={"task_id": accepted.task_id, "task_type": task_type, "bytes": size},
+        extra={"task_id": accepted.task_id, "task_type": task_type, "bytes": upload.size},
     )
     return _outcome(settings, owner_id, accepted.task_id, settings.upload_wait_seconds)
 
@@ -163,7 +210,7 @@ def _outcome(settings: Settings, owner_id: int, task_id: int, wait_seconds: floa
         time.sleep(min(pause, remaining))
         pause = min(pause * 2, _MAX_POLL_SECONDS)
     if report.status == "failure":
-        raise ImportFailed(f"the import failed: {report.error or 'no reason was given'}")
+        raise ImportFailed(f"The import failed: {report.error or 'no reason was given'}")
     if report.status == "success":
         return ImportAnswer(
             message=imported_message(report.result or {}),
@@ -172,10 +219,7 @@ def _outcome(settings: Settings, owner_id: int, task_id: int, wait_seconds: floa
             result=report.result,
         )
     return ImportAnswer(
-        message=(
-            f"The import is running as task {task_id}; its books appear when it finishes. "
-            f"Follow it at /v1/tasks/{task_id}."
-        ),
+        message="Your import is running; its books will appear in your library in a moment.",
         task_id=task_id,
         status=report.status,
     )
@@ -233,13 +277,13 @@ def _no_file(filename: str) -> NotFound:
     return NotFound(f"you have no file named {shown!r}")
 
 
-def _too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(f"the file is larger than the upload limit of {limit} bytes")
-
-
 __all__ = [
+    "FILE_FIELD",
     "FileView",
     "ImportAnswer",
+    "UploadSink",
+    "ensure_quota",
+    "import_upload",
     "imported_message",
     "list_files",
     "open_file",

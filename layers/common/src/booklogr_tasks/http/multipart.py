@@ -1,26 +1,36 @@
-"""A multipart/form-data body read as a stream: small fields in memory, one file part streamed.
+"""A multipart/form-data upload, parsed as its body arrives: small fields in memory, the file part
+handed on in pieces.
 
-python-multipart's parser is push-based (it calls back with each piece it finds); storage pulls
-(`save_upload` reads a file object). MultipartForm bridges the two: reading the file part pulls
-the next chunk of the body through the parser, so at most one chunk of the file is in memory,
-whatever its size, and a body that is too large is refused while it is read.
+python-multipart's parser is push-based: `FormReader.feed` gives it the next piece of the body and
+returns the pieces of the file part found in it, which the caller writes to the store. The server
+feeds it from its receive loop as the socket delivers the body (http/asgi.py); on Lambda, where
+API Gateway has the whole body, it is fed in slices of that (http/files.py). Either way at most one
+piece of the file is in memory, whatever its size, and a body or file over its limit is refused
+while it arrives.
 """
 
 from __future__ import annotations
 
-import io
-from collections import deque
-from typing import BinaryIO
+from dataclasses import dataclass, field
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from booklogr_tasks.core.errors import BadRequest, PayloadTooLarge
 
-CHUNK_BYTES = 64 * 1024
 # Fields other than the file are a word or two (`type`, `allow_duplicates`).
 MAX_FIELD_BYTES = 1024
 MAX_PARTS = 16
+
+
+@dataclass
+class StoredUpload:
+    """An upload whose file is in the store under `key` (None: the form had no file part)."""
+
+    key: str | None = None
+    size: int = 0
+    filename: str | None = None
+    fields: dict[str, str] = field(default_factory=dict)
 
 
 def boundary_of(content_type: str | None) -> bytes:
@@ -34,17 +44,19 @@ def boundary_of(content_type: str | None) -> bytes:
     return boundary
 
 
-class MultipartForm:
-    """Reads the form's parts in order: fields into `fields`, the part named `file_field`
-    through file(), a file object that ends where the part ends."""
+class FormReader:
+    """Reads one form's parts in order: fields into `upload.fields`, the part named
+    `file_field` returned piece by piece from feed(). `max_body_bytes` bounds the whole body,
+    `max_file_bytes` the file part."""
 
-    def __init__(self, body: BinaryIO, boundary: bytes, max_body_bytes: int, file_field: str):
-        self.fields: dict[str, str] = {}
-        self.filename: str | None = None  # of the file part, as the client named it
-        self._body = body
+    def __init__(
+        self, boundary: bytes, file_field: str, max_body_bytes: int, max_file_bytes: int
+    ) -> None:
+        self.upload = StoredUpload()
+        self.file_started = False
         self._file_field = file_field
-        self._max_body = max_body_bytes
-        self._read_bytes = 0
+        self._max_body, self._max_file = max_body_bytes, max_file_bytes
+        self._body_bytes = 0
         self._parts = 0
         self._header_name = bytearray()
         self._header_value = bytearray()
@@ -52,9 +64,7 @@ class MultipartForm:
         self._name: str | None = None
         self._value = bytearray()
         self._in_file = False
-        self._file_started = False
-        self._file_ended = False
-        self._chunks: deque[bytes] = deque()
+        self._found: list[bytes] = []
         self._ended = False
         self._parser = MultipartParser(
             boundary,
@@ -70,50 +80,23 @@ class MultipartForm:
             },
         )
 
-    # --- reading ------------------------------------------------------------------------------
-
-    def find_file(self) -> bool:
-        """Read up to the start of the file part: True when there is one, False at the end."""
-        while not self._file_started and not self._ended:
-            self._pump()
-        return self._file_started
-
-    def file(self) -> BinaryIO:
-        """The file part as a (buffered) file object; call after find_file() returned True."""
-        return io.BufferedReader(_FilePart(self), CHUNK_BYTES)
-
-    def read(self, size: int = -1) -> bytes:
-        """The file part's next bytes (up to `size`); b"" once the part has ended."""
-        while not self._chunks and not self._file_ended:
-            self._pump()
-        if not self._chunks:
-            return b""
-        chunk = self._chunks.popleft()
-        if 0 <= size < len(chunk):
-            self._chunks.appendleft(chunk[size:])
-            chunk = chunk[:size]
-        return chunk
-
-    def finish(self) -> None:
-        """Read the rest of the body (the fields after the file)."""
-        while not self._ended:
-            self._pump()
-        self._chunks.clear()
-
-    def _pump(self) -> None:
-        chunk = self._body.read(CHUNK_BYTES)
-        if not chunk:
-            self._parser.finalize()
-            if not self._ended:
-                raise BadRequest("the multipart body ended before its closing boundary")
-            return
-        self._read_bytes += len(chunk)
-        if self._read_bytes > self._max_body:
+    def feed(self, data: bytes) -> list[bytes]:
+        """Parse the next piece of the body; the pieces of the file part it held."""
+        self._body_bytes += len(data)
+        if self._body_bytes > self._max_body:
             raise PayloadTooLarge(f"the body is larger than the limit of {self._max_body} bytes")
         try:
-            self._parser.write(chunk)
+            self._parser.write(data)
         except MultipartParseError as exc:
             raise BadRequest(f"the multipart body is malformed: {exc}") from None
+        found, self._found = self._found, []
+        return found
+
+    def close(self) -> None:
+        """The body has ended: BadRequest unless the form ended with it."""
+        self._parser.finalize()
+        if not self._ended:
+            raise BadRequest("the multipart body ended before its closing boundary")
 
     # --- parser callbacks ---------------------------------------------------------------------
 
@@ -142,15 +125,20 @@ class MultipartForm:
             raise BadRequest("a part of the form has no Content-Disposition: form-data; name=...")
         self._name = _text(options[b"name"], "a field name")
         if self._name == self._file_field:
-            if self._file_started:
+            if self.file_started:
                 raise BadRequest(f"the form has more than one `{self._file_field}` part")
-            self._in_file = self._file_started = True
+            self._in_file = self.file_started = True
             raw = options.get(b"filename")
-            self.filename = None if raw is None else _text(raw, "the file name")
+            self.upload.filename = None if raw is None else _text(raw, "the file name")
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         if self._in_file:
-            self._chunks.append(data[start:end])
+            self.upload.size += end - start
+            if self.upload.size > self._max_file:
+                raise PayloadTooLarge(
+                    f"The file is larger than the upload limit of {megabytes(self._max_file)}."
+                )
+            self._found.append(data[start:end])
             return
         self._value += data[start:end]
         if len(self._value) > MAX_FIELD_BYTES:
@@ -159,26 +147,17 @@ class MultipartForm:
     def _part_end(self) -> None:
         if self._in_file:
             self._in_file = False
-            self._file_ended = True
         elif self._name is not None:
-            self.fields.setdefault(self._name, _text(bytes(self._value), f"field {self._name!r}"))
+            text = _text(bytes(self._value), f"field {self._name!r}")
+            self.upload.fields.setdefault(self._name, text)
 
     def _end(self) -> None:
         self._ended = True
-        self._file_ended = True
 
 
-class _FilePart(io.RawIOBase):
-    def __init__(self, form: MultipartForm) -> None:
-        self._form = form
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        data = self._form.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+def megabytes(size: int) -> str:
+    """A size as a reader reads it: 32 MB."""
+    return f"{size / 1_000_000:g} MB" if size >= 1_000_000 else f"{size} bytes"
 
 
 def _text(raw: bytes, what: str) -> str:
@@ -186,3 +165,6 @@ def _text(raw: bytes, what: str) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise BadRequest(f"{what} in the form is not UTF-8 text") from None
+
+
+__all__ = ["MAX_FIELD_BYTES", "MAX_PARTS", "FormReader", "StoredUpload", "boundary_of", "megabytes"]

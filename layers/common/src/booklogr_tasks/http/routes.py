@@ -184,10 +184,26 @@ def create_task(settings: Settings, owner_id: int, task_type: str, data: Any) ->
         "task created", extra={"task_id": task.id, "task_type": task.type, "owner_id": owner_id}
     )
     count("TasksCreated", task_type=task.type)
-    return Accepted(
-        message=f"{task.type} task {task.id} accepted; poll /v1/tasks/{task.id} for its status",
-        task_id=task.id,
-    )
+    return Accepted(message=started_message(task.type), task_id=task.id)
+
+
+def started_message(task_type: str) -> str:
+    """What BookLogr's web app shows a reader (as a toast) once their task is created: about
+    their library; the task's id and address travel in `task_id` and `Location`."""
+    if task_type.endswith("_import"):
+        return "Your import has started; its books will appear in your library in a moment."
+    if task_type.endswith("_export"):
+        return (
+            f"Your {_kind(task_type)} has started; it will appear under Available exports "
+            "in a few seconds."
+        )
+    return "Your request has started; it will be done in a moment."
+
+
+def _kind(task_type: str) -> str:
+    """csv_export → "CSV export", goodreads_export → "Goodreads export"."""
+    fmt = task_type.removesuffix("_export")
+    return f"{fmt.upper() if len(fmt) <= 4 else fmt.capitalize()} export"
 
 
 def create_capped(conn: Conn, settings: Settings, task_type: str, data: str, owner_id: int) -> Task:
@@ -197,12 +213,25 @@ def create_capped(conn: Conn, settings: Settings, task_type: str, data: str, own
     cap = settings.max_pending_tasks_per_user
     task = tasks.create_task_under_cap(conn, task_type, data, owner_id, cap)
     if task is None:
-        raise TooManyPendingTasks(
-            f"you already have {cap} unfinished tasks, the most this service queues per user; "
-            "create more once some have finished",
-            retry_after=PENDING_RETRY_AFTER_SECONDS,
-        )
+        raise _at_cap(cap)
     return task
+
+
+def ensure_room(settings: Settings, owner_id: int) -> None:
+    """TooManyPendingTasks when the caller is at the cap now: asked before a request's body is
+    read (the create itself decides for certain)."""
+    cap = settings.max_pending_tasks_per_user
+    with _connection(settings) as conn:
+        if not tasks.has_room_under_cap(conn, owner_id, cap):
+            raise _at_cap(cap)
+
+
+def _at_cap(cap: int) -> TooManyPendingTasks:
+    return TooManyPendingTasks(
+        f"You already have {cap} exports and imports in progress, the most at once; "
+        "try again when one has finished.",
+        retry_after=PENDING_RETRY_AFTER_SECONDS,
+    )
 
 
 def task_status(settings: Settings, owner_id: int, task_id: str) -> TaskView:
@@ -231,10 +260,7 @@ def retry(settings: Settings, owner_id: int, task_id: str) -> Accepted:
                 f"task {tid} is {exc.status}; only a failed task can be retried"
             ) from None
     logger.info("task retried", extra={"task_id": task.id, "task_type": task.type})
-    return Accepted(
-        message=f"task {task.id} will run again; poll /v1/tasks/{task.id} for its status",
-        task_id=task.id,
-    )
+    return Accepted(message=started_message(task.type), task_id=task.id)
 
 
 def list_tasks(settings: Settings, owner_id: int, query: Mapping[str, str]) -> TaskPage:
@@ -400,7 +426,9 @@ def _connection(settings: Settings) -> Iterator[Conn]:
                 raise
     except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
         logger.warning("database unavailable", extra={"error": str(exc)})
-        raise Unavailable("the database is not answering; try again shortly") from None
+        raise Unavailable(
+            "The service is not answering right now; try again in a moment."
+        ) from None
 
 
 # For the other route modules (files, auth): the same 503 for a database that does not answer.

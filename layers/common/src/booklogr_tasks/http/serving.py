@@ -13,6 +13,10 @@ The Chalice app runs in two places: on Lambda behind API Gateway, and in the thr
   MAX_BODY_BYTES (an upload route); the server enforces it while reading.
 - `public(view)`: a route anyone may call. The server checks the `Authorization` header of every
   other route before it reads a request's body, so nobody unauthenticated can make it hold one.
+- `creates_task(view)`: a route that creates a task for its caller; the server refuses a body
+  for a caller at the per-user cap before reading it.
+- `streamed_upload(view)`: a multipart upload route; the server streams the file from the socket
+  to the store and the view gets `received_upload()` instead of a body.
 - `verified_user(authorization)`: the user the server already authenticated for the request this
   thread is running (that check, http/auth.py's, is not repeated by the view).
 """
@@ -28,10 +32,13 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from booklogr_tasks.core.observability import logger
+from booklogr_tasks.http.multipart import StoredUpload
 
 SEND_FILE_HEADER = "X-Booklogr-Tasks-Send-File"
 PUBLIC_ATTRIBUTE = "booklogr_tasks_public"
 BODY_LIMIT_ATTRIBUTE = "booklogr_tasks_body_limit"
+CREATES_TASK_ATTRIBUTE = "booklogr_tasks_creates_task"
+STREAMED_UPLOAD_ATTRIBUTE = "booklogr_tasks_streamed_upload"
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -67,14 +74,19 @@ def log_request(status: int, started: float, route: str | None = None) -> None:
 
 
 @contextmanager
-def verified(authorization: str | None, user_id: int | None) -> Iterator[None]:
+def handed_over(
+    authorization: str | None, user_id: int | None, upload: StoredUpload | None = None
+) -> Iterator[None]:
     """While the app runs one request in this thread: the server authenticated `authorization`
-    (the request's header value) as `user_id` (None: it did not check)."""
+    (the request's header value) as `user_id` (None: it did not check), and stored the
+    request's upload (None: there is none)."""
     _thread.verified = None if user_id is None else (authorization, user_id)
+    _thread.upload = upload
     try:
         yield
     finally:
         _thread.verified = None
+        _thread.upload = None
 
 
 def verified_user(authorization: str | None) -> int | None:
@@ -84,6 +96,11 @@ def verified_user(authorization: str | None) -> int | None:
     if known is None or known[0] != authorization:
         return None
     return known[1]
+
+
+def received_upload() -> StoredUpload | None:
+    """The upload the server streamed to the store for the request this thread is running."""
+    return getattr(_thread, "upload", None)
 
 
 def on_lambda() -> bool:
@@ -118,15 +135,38 @@ def body_limit_setting(view: object) -> str:
     return str(getattr(view, BODY_LIMIT_ATTRIBUTE, "max_body_bytes"))
 
 
+def creates_task(view: F) -> F:
+    setattr(view, CREATES_TASK_ATTRIBUTE, True)
+    return view
+
+
+def is_creating(view: object) -> bool:
+    return bool(getattr(view, CREATES_TASK_ATTRIBUTE, False))
+
+
+def streamed_upload(view: F) -> F:
+    setattr(view, STREAMED_UPLOAD_ATTRIBUTE, True)
+    return view
+
+
+def is_streamed_upload(view: object) -> bool:
+    return bool(getattr(view, STREAMED_UPLOAD_ATTRIBUTE, False))
+
+
 __all__ = [
     "SEND_FILE_HEADER",
     "body_limit",
     "body_limit_setting",
+    "creates_task",
+    "handed_over",
+    "is_creating",
     "is_public",
+    "is_streamed_upload",
     "mark_server_thread",
     "on_lambda",
     "public",
+    "received_upload",
+    "streamed_upload",
     "under_server",
-    "verified",
     "verified_user",
 ]

@@ -112,6 +112,12 @@ class ExportStore(Protocol):
 
     def delete(self, key: str) -> None: ...
 
+    def begin_upload(self, key: str) -> PendingExport:
+        """A new upload under `key`, written piece by piece; complete() then publish() it."""
+
+    def upload_usage(self, owner_id: int) -> int:
+        """Bytes of this owner's stored uploads (those being written included)."""
+
     def save_upload(self, key: str, source: BinaryIO, max_bytes: int) -> int:
         """Stream `source` to `key` in chunks and return its size. Past `max_bytes` nothing is
         kept and UploadTooLarge is raised. The file is complete once this returns."""

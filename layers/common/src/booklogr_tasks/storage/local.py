@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, BinaryIO
 
 from booklogr_tasks.core.errors import UploadMissing
-from booklogr_tasks.core.models import is_upload_key
+from booklogr_tasks.core.models import UPLOADS, is_upload_key
 from booklogr_tasks.storage.base import (
     PendingExport,
     copy_upload,
@@ -118,9 +118,21 @@ class LocalFolderStore:
     def delete(self, key: str) -> None:
         self.path_of(key).unlink(missing_ok=True)
 
-    def save_upload(self, key: str, source: BinaryIO, max_bytes: int) -> int:
+    def begin_upload(self, key: str) -> PendingExport:
         # Written like an export: under a temporary name, fsynced, then renamed into place.
-        return copy_upload(source, _LocalPending(self.root, self._upload_path(key)), max_bytes)
+        return _LocalPending(self.root, self._upload_path(key))
+
+    def save_upload(self, key: str, source: BinaryIO, max_bytes: int) -> int:
+        return copy_upload(source, self.begin_upload(key), max_bytes)
+
+    def upload_usage(self, owner_id: int) -> int:
+        folder = self.root / UPLOADS / str(owner_id)
+        total = 0
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(folder):
+                with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
+                    total += entry.stat(follow_symlinks=False).st_size
+        return total
 
     def open_upload(self, key: str) -> BinaryIO:
         try:

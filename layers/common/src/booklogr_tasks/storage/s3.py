@@ -20,7 +20,7 @@ import boto3
 from botocore.config import Config
 
 from booklogr_tasks.core.errors import UploadMissing
-from booklogr_tasks.core.models import is_upload_key
+from booklogr_tasks.core.models import UPLOADS, is_upload_key
 from booklogr_tasks.storage.base import (
     CONTENT_TYPES,
     UPLOAD_CHUNK,
@@ -140,11 +140,19 @@ class S3ExportStore:
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=key)
 
-    def save_upload(self, key: str, source: BinaryIO, max_bytes: int) -> int:
-        """Sent in parts as it is read (one PutObject when it fits in one part)."""
+    def begin_upload(self, key: str) -> _S3Pending:
+        """Sent in parts as it is written (one PutObject when it fits in one part)."""
         _check_upload_key(key)
-        pending = _S3Pending(self.client, self.bucket, key, UPLOAD_CONTENT_TYPE)
-        return copy_upload(source, pending, max_bytes)
+        return _S3Pending(self.client, self.bucket, key, UPLOAD_CONTENT_TYPE)
+
+    def save_upload(self, key: str, source: BinaryIO, max_bytes: int) -> int:
+        return copy_upload(source, self.begin_upload(key), max_bytes)
+
+    def upload_usage(self, owner_id: int) -> int:
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=f"{UPLOADS}/{owner_id}/"
+        )
+        return sum(item["Size"] for page in pages for item in page.get("Contents", []))
 
     def open_upload(self, key: str) -> BinaryIO:
         _check_upload_key(key)
