@@ -3,18 +3,21 @@ on every answer and on preflights, and a 415 that says what to send."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from typing import Any
 
 import pytest
+from booklogr_tasks.core.errors import PendingCapReached
 from booklogr_tasks.core.settings import get_settings
 from booklogr_tasks.db import tasks
 from booklogr_tasks.db.pool import connect
 from booklogr_tasks.http import cors
 
 from tests.api.support import bearer
-from tests.helpers import insert_task
+from tests.api.test_files_api import BOOKLOGR_CSV, upload
+from tests.helpers import insert_task, task_row
 
 JSON = {"Content-Type": "application/json"}
 CREATE = b'{"type": "csv_export"}'
@@ -65,6 +68,102 @@ def test_finished_tasks_do_not_count_towards_the_cap(client: Any, conn: Any, cap
     conn.execute("UPDATE tasks SET status = 'failure' WHERE id = %s", (ids[1],))
     assert create(client).status_code == 202
     assert create(client).status_code == 429
+
+
+# As BookLogr's API writes its Mastodon shares: data = str(request.json["data"]), a Python repr.
+BOOKLOGR_SHARES = """
+INSERT INTO tasks (type, data, status, worker, updated_on, created_by)
+SELECT 'share_book_event', format('{''book_id'': %%s, ''note'': ''"owner_id"''}', n), 'started',
+       NULL, now() - interval '1 day', %(user)s
+  FROM generate_series(1, %(count)s) AS n"""
+
+
+def test_booklogrs_own_stuck_tasks_never_lock_a_user_out(
+    client: Any, conn: Any, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 32 §2: 25 of BookLogr's share tasks stuck in `started` (past the default cap of
+    20) do not count; the user's exports and uploads are accepted."""
+    monkeypatch.setenv("UPLOAD_WAIT_SECONDS", "0")
+    get_settings.cache_clear()
+    assert get_settings().max_pending_tasks_per_user < 25
+    conn.execute(BOOKLOGR_SHARES, {"user": 5, "count": 25})
+
+    assert create(client).status_code == 202
+    uploaded = upload(client, 5, [("file", ("a.csv", BOOKLOGR_CSV.encode())), ("type", "csv")])
+    assert uploaded.status_code == 202, uploaded.body
+    stuck = conn.execute(
+        "SELECT count(*) AS n FROM tasks WHERE created_by = 5 AND type = 'share_book_event'"
+        " AND status = 'started'"
+    ).fetchone()
+    assert stuck["n"] == 25
+
+
+def retry(client: Any, task_id: int, user: int = 5) -> Any:
+    return client.post(f"/v1/tasks/{task_id}/retry", headers=bearer(user))
+
+
+def test_past_the_cap_a_retry_is_429_with_retry_after_and_changes_nothing(
+    client: Any, conn: Any, cap_of_3: int
+) -> None:
+    """Issue 33 §3: a retry counts toward the cap like a create."""
+    failed = insert_task(conn, "csv_export", {"owner_id": 5}, 5)
+    conn.execute(
+        "UPDATE tasks SET status = 'failure', error = 'the disk was full', attempts = 3,"
+        " worker = 'w:1', updated_on = now() - interval '1 hour' WHERE id = %s",
+        (failed,),
+    )
+    conn.execute(
+        "INSERT INTO task_results (task_id, result) VALUES (%s, '{\"skipped\": 1}')", (failed,)
+    )
+    pending = [insert_task(conn, "csv_export", {"owner_id": 5}, 5) for _ in range(cap_of_3)]
+    before = task_row(conn, failed)
+
+    refused = retry(client, failed)
+
+    assert refused.status_code == 429
+    body = json.loads(refused.body)
+    assert set(body) == {"error", "message"} and body["error"] == "too_many_tasks"
+    assert "3 exports and imports in progress" in body["message"]
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert task_row(conn, failed) == before
+    assert tasks.get_task(conn, failed).result == {"skipped": 1}
+
+    conn.execute("UPDATE tasks SET status = 'success' WHERE id = %s", (pending[0],))
+    assert retry(client, failed).status_code == 202
+    assert task_row(conn, failed)["status"] == "fresh"
+    assert retry(client, pending[1]).status_code == 409  # not failed: as before
+
+
+def test_parallel_retries_and_creates_never_pass_the_cap_together(db_url: str, conn: Any) -> None:
+    """A user's retries and creates take the same lock: six failed tasks retried and six
+    creates, all at once, against a cap of 3: exactly three tasks are unfinished after."""
+    failed = [insert_task(conn, "csv_export", {"owner_id": 9}, 9) for _ in range(6)]
+    conn.execute("UPDATE tasks SET status = 'failure' WHERE id = ANY(%s)", (failed,))
+    ready = threading.Barrier(12, timeout=60)
+    errors: list[BaseException] = []
+
+    def one(n: int) -> None:
+        try:
+            with connect(db_url, autocommit=True) as own:
+                ready.wait()
+                if n < 6:
+                    with contextlib.suppress(PendingCapReached):
+                        tasks.retry_task(own, failed[n], 9, ["csv_export"], cap=3)
+                else:
+                    tasks.create_task_under_cap(own, "csv_export", '{"owner_id": 9}', 9, 3)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors, errors
+    unfinished = conn.execute(
+        "SELECT count(*) AS n FROM tasks WHERE created_by = 9 AND status IN ('fresh', 'started')"
+    ).fetchone()
+    assert unfinished["n"] == 3
 
 
 def test_parallel_creates_never_pass_the_cap_together(db_url: str, conn: Any) -> None:

@@ -46,6 +46,7 @@ def test_tasks_table_has_the_contract_columns(db_url: str) -> None:
         "error": "YES",
         "attempts": "NO",
         "run_after": "YES",
+        "owner_id": "YES",  # (+) whose task it is, decided at insert (schema 0012)
     }
 
 

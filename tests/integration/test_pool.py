@@ -27,7 +27,10 @@ def test_autocommit_and_transaction_connections_never_share_a_pool(db_url: str) 
 
 def test_a_create_under_the_cap_is_committed_at_once_and_refused_past_it(db_url: str) -> None:
     with live_connection(db_url, 1.0, 5.0, autocommit=True) as conn:
-        made = [tasks.create_task_under_cap(conn, "csv_export", "{}", 7, cap=2) for _ in range(3)]
+        made = [
+            tasks.create_task_under_cap(conn, "csv_export", '{"owner_id": 7}', 7, cap=2)
+            for _ in range(3)
+        ]
     assert [t is not None for t in made] == [True, True, False]
     # Seen from another connection: both committed, the third stored nothing.
     with pooled(db_url) as other:

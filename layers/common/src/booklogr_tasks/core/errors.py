@@ -153,6 +153,15 @@ class TaskNotRetryable(RuntimeError):
         self.ours = ours
 
 
+class PendingCapReached(RuntimeError):
+    """The owner already has `cap` unfinished tasks (MAX_PENDING_TASKS_PER_USER): nothing
+    changed."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(f"already {cap} unfinished tasks")
+        self.cap = cap
+
+
 class TaskLost(RuntimeError):
     """This worker no longer owns the task (lease expired, or the process is shutting down)."""
 

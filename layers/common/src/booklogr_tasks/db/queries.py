@@ -6,8 +6,10 @@ Rules every statement here keeps:
   to `attempts`, so the pair names one claim even when a process claims the same task twice);
 - claims are single statements guarded by `status = 'fresh'`, so racing workers cannot both win;
 - a listener claims, sweeps, reaps and expires only rows that are this service's to run
-  (`_OURS`): BookLogr's API creates and runs some tasks itself (data without `owner_id`, a NULL
-  worker, `attempts` never counted) and has types this service does not serve;
+  (`_OURS`): those the insert trigger gave an `owner_id` (schema 0012: data that is a JSON
+  object naming a positive integer owner). BookLogr's API creates and runs some tasks itself
+  (a Python repr or `{}` as data, a NULL worker, `attempts` never counted) and has types this
+  service does not serve;
 - nothing is claimed before its `run_after` (the backoff of a requeued task);
 - the `tasks_announce` trigger sends `NOTIFY task_created` whenever a row becomes fresh.
 """
@@ -45,23 +47,21 @@ LIST_OWN_TASKS: LiteralString = (
  ORDER BY t.id DESC LIMIT %(limit)s"""
 )
 
-# A row is this service's to run when its data names an owner (every payload of this service does;
-# BookLogr stores a Python repr such as `{}`) and its type is one the caller serves. strpos, not a
-# JSON cast: BookLogr's data is not JSON, and a cast would fail the whole statement.
-_OURS: LiteralString = """type = ANY(%(types)s) AND strpos(data, '"owner_id"') > 0"""
+# A row is this service's to run when the insert trigger found an owner in its data (every
+# payload of this service names one; BookLogr stores a Python repr such as `{}`) and its type is
+# one the caller serves.
+_OURS: LiteralString = "type = ANY(%(types)s) AND owner_id IS NOT NULL"
 
 # Only a task this service runs: a failed task of BookLogr's own, made fresh, would wait forever
-# (BookLogr runs its tasks in a thread when it creates them, and no listener claims them).
-RETRY_TASK: LiteralString = f"""
-WITH retried AS (
-    UPDATE tasks SET status = 'fresh', error = NULL, worker = NULL, attempts = 0,
-                     run_after = NULL, updated_on = now()
-     WHERE id = %(id)s AND created_by = %(owner)s AND status = 'failure' AND {_OURS}
-    RETURNING {TASK_COLUMNS}
-), cleared AS (
-    DELETE FROM task_results WHERE task_id IN (SELECT id FROM retried)
-)
-SELECT * FROM retried"""
+# (BookLogr runs its tasks in a thread when it creates them, and no listener claims them). Under
+# the per-user cap, like a create (schema 0012 holds the function); no row when nothing changed.
+RETRY_TASK_UNDER_CAP: LiteralString = f"""
+SELECT {TASK_COLUMNS}
+  FROM booklogr_tasks_retry_under_cap(%(id)s, %(owner)s::integer, %(types)s, %(cap)s::bigint)"""
+
+# Why a retry changed nothing: the task's status, and whether it is one this service runs.
+RETRY_REFUSED: LiteralString = f"""
+SELECT status, ({_OURS}) AS ours FROM tasks WHERE id = %(id)s AND created_by = %(owner)s"""
 
 # Claimable now: fresh, ours, and past any backoff.
 _CLAIMABLE: LiteralString = (
@@ -122,7 +122,7 @@ _ATTEMPTS: LiteralString = "unnest(%(ids)s::bigint[], %(attempts)s::integer[]) A
 HEARTBEAT: LiteralString = f"""
 WITH owned AS (
     SELECT t.id FROM tasks t JOIN {_ATTEMPTS} ON a.id = t.id AND a.attempt = t.attempts
-     WHERE t.worker = %(worker)s AND t.status = 'started'
+     WHERE t.worker = %(worker)s AND t.status = 'started' AND t.owner_id IS NOT NULL
 ), beat AS (
     UPDATE tasks SET updated_on = now()
      WHERE id IN (SELECT id FROM tasks
@@ -142,7 +142,7 @@ SELECT id FROM owned"""
 # `attempt` NULL matches any attempt of the worker: for callers that claimed with claim_task
 # themselves and hold no other attempt (tests, tools); workers always name their attempt.
 _END: LiteralString = """
- WHERE id = %(id)s AND worker = %(worker)s AND status = 'started'
+ WHERE id = %(id)s AND worker = %(worker)s AND status = 'started' AND owner_id IS NOT NULL
    AND attempts = coalesce(%(attempt)s::integer, attempts)
 RETURNING id"""
 
@@ -153,7 +153,7 @@ WITH done AS (
     UPDATE tasks t SET status = 'success', updated_on = now()
       FROM {_ATTEMPTS}
      WHERE t.id = a.id AND t.attempts = coalesce(a.attempt, t.attempts)
-       AND t.worker = %(worker)s AND t.status = 'started'
+       AND t.worker = %(worker)s AND t.status = 'started' AND t.owner_id IS NOT NULL
     RETURNING t.id
 ), stored AS (
     INSERT INTO task_results (task_id, result, progress)
@@ -168,7 +168,7 @@ SELECT id FROM done"""
 # that nothing takes them away between the publish steps and the finish.
 LOCK_OWNED: LiteralString = f"""
 SELECT t.id, t.attempts FROM tasks t JOIN {_ATTEMPTS} ON a.id = t.id AND a.attempt = t.attempts
- WHERE t.worker = %(worker)s AND t.status = 'started'
+ WHERE t.worker = %(worker)s AND t.status = 'started' AND t.owner_id IS NOT NULL
    FOR UPDATE OF t"""
 
 FAIL_TASK: LiteralString = (
@@ -305,7 +305,7 @@ UPDATE tasks
        worker = CASE WHEN attempts < %(max_attempts)s THEN NULL ELSE worker END,
        run_after = CASE WHEN attempts < %(max_attempts)s THEN {_BACKOFF} END,
        updated_on = now()
- WHERE id = %(id)s AND worker = %(worker)s AND status = 'started'
+ WHERE id = %(id)s AND worker = %(worker)s AND status = 'started' AND owner_id IS NOT NULL
    AND attempts = coalesce(%(attempt)s::integer, attempts)
 RETURNING status, run_after"""
 
@@ -381,7 +381,9 @@ SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = %(jti)s) AS revoked"""
 
 # --- the per-user cap on unfinished tasks (POST /v1/tasks) -------------------------------------
 
-# One statement (schema 0011 holds the function: the advisory lock that orders one user's creates,
+# The cap counts only this service's unfinished tasks (owner_id set by the insert trigger):
+# BookLogr's own, some of which stay `started` for ever, never lock a user out.
+# One statement (schema 0012 holds the function: the advisory lock that orders one user's creates,
 # and the INSERT that counts their unfinished tasks under it); no row when the user is at the cap.
 INSERT_TASK_UNDER_CAP: LiteralString = f"""
 SELECT {TASK_COLUMNS}
@@ -390,7 +392,4 @@ SELECT {TASK_COLUMNS}
 # Whether a user has room under the cap, asked before an upload's body is read; the create
 # itself (INSERT_TASK_UNDER_CAP) decides for certain. The count stops at the cap.
 HAS_ROOM_UNDER_CAP: LiteralString = """
-SELECT count(*) < %(cap)s AS room FROM (
-    SELECT 1 FROM tasks
-     WHERE created_by = %(owner)s AND status IN ('fresh', 'started')
-     LIMIT %(cap)s) AS pending"""
+SELECT booklogr_tasks_pending_below(%(owner)s, %(cap)s) AS room"""

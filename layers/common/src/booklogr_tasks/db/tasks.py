@@ -15,7 +15,7 @@ from typing import Any, LiteralString
 from psycopg import Cursor, IsolationLevel
 from psycopg.types.json import Jsonb
 
-from booklogr_tasks.core.errors import TaskNotFound, TaskNotRetryable
+from booklogr_tasks.core.errors import PendingCapReached, TaskNotFound, TaskNotRetryable
 from booklogr_tasks.core.models import ExportRecord, Task, TaskReport, upload_named_in
 from booklogr_tasks.core.settings import RetryDelay
 from booklogr_tasks.db import queries
@@ -52,16 +52,28 @@ def list_tasks(
     return [TaskReport.model_validate(row) for row in rows]
 
 
-def retry_task(conn: Conn, task_id: int, owner_id: int, types: list[str]) -> Task:
+# A retry with no cap named: as many as the database can count.
+NO_CAP = 2**62
+
+
+def retry_task(
+    conn: Conn, task_id: int, owner_id: int, types: list[str], cap: int = NO_CAP
+) -> Task:
     """failure → fresh, error and attempts cleared; the trigger announces it again. Only for a
-    task of these types that this service runs (not one BookLogr runs itself)."""
-    row = conn.execute(
-        queries.RETRY_TASK, {"id": task_id, "owner": owner_id, "types": types}
-    ).fetchone()
-    if row is None:
-        status = get_task(conn, task_id, owner_id).status
-        raise TaskNotRetryable(status, ours=status != "failure")
-    return Task.model_validate(row)
+    task of these types that this service runs (not one BookLogr runs itself), and only while
+    the owner has fewer than `cap` unfinished tasks (PendingCapReached, nothing changed). One
+    statement, ordered with the owner's creates like create_task_under_cap."""
+    params = {"id": task_id, "owner": owner_id, "types": types, "cap": cap}
+    row = conn.execute(queries.RETRY_TASK_UNDER_CAP, params).fetchone()
+    if row is not None:
+        return Task.model_validate(row)
+    refused = conn.execute(queries.RETRY_REFUSED, params).fetchone()
+    if refused is None:
+        raise TaskNotFound(task_id)
+    if refused["status"] == "failure" and refused["ours"]:
+        raise PendingCapReached(cap)
+    # A failed task that is not this service's; or not failed at all.
+    raise TaskNotRetryable(refused["status"], ours=refused["status"] != "failure")
 
 
 def _planned_now(

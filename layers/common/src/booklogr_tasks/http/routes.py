@@ -27,6 +27,7 @@ from booklogr_tasks.core.errors import (
     InvalidField,
     NotFound,
     PayloadTooLarge,
+    PendingCapReached,
     TaskNotFound,
     TaskNotRetryable,
     TooManyPendingTasks,
@@ -247,9 +248,13 @@ def retry(settings: Settings, owner_id: int, task_id: str) -> Accepted:
     tid = _parse_id(task_id, "task")
     with _connection(settings) as conn:
         try:
-            task = tasks.retry_task(conn, tid, owner_id, known_types())
+            task = tasks.retry_task(
+                conn, tid, owner_id, known_types(), settings.max_pending_tasks_per_user
+            )
         except TaskNotFound:
             raise _no_task(task_id) from None
+        except PendingCapReached as exc:
+            raise _at_cap(exc.cap) from None
         except TaskNotRetryable as exc:
             if not exc.ours:
                 raise Conflict(
@@ -411,8 +416,8 @@ def _connection(settings: Settings) -> Iterator[Conn]:
     request once more: a backend terminated in the middle of a statement rolls it back, so only
     a connection lost between the server's commit and its answer (a network fault, not a
     restart) could make a create count twice. Autocommit: no request writes with more than one
-    statement (a create under the cap is one, schema 0011), and a transaction around a single
-    statement is two more round trips (BEGIN, COMMIT); a status read cost twice the time in one."""
+    statement (a create or a retry under the cap is one, schema 0012), and a transaction around
+    a single statement is two more round trips (BEGIN, COMMIT)."""
     try:
         with live_connection(
             settings.database_url, POOL_WAIT_SECONDS, DB_WAIT_SECONDS, autocommit=True
