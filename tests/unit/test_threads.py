@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from booklogr_tasks.core import threads as threads_module
 from booklogr_tasks.core.threads import Threads
 
 
@@ -54,3 +55,59 @@ def test_a_call_submitted_after_shutdown_is_refused() -> None:
     threads.shutdown()
     with pytest.raises(RuntimeError, match="after shutdown"):
         threads.submit(lambda: None)
+
+
+class _Recorder:
+    """Stands in for the Logger: keeps what `exception` was called with."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, dict[str, object]]] = []
+        self._lock = threading.Lock()
+
+    def exception(self, message: str, extra: dict[str, object]) -> None:
+        with self._lock:
+            self.lines.append((message, extra))
+
+
+def test_a_call_that_raises_is_logged_with_its_task_and_the_thread_serves_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    recorder = _Recorder()
+    monkeypatch.setattr(threads_module, "logger", recorder)
+    threads = Threads(3, "job")
+    # Each of the three threads takes one raising call: none may start before all three have.
+    together = threading.Barrier(3, timeout=10)
+
+    def boom() -> None:
+        together.wait()
+        raise ValueError("the job broke")
+
+    for task_id in (11, 12, 13):
+        threads.submit(boom, task_id=task_id)
+
+    def no_task() -> None:
+        raise KeyError("a call that runs no task")
+
+    threads.submit(no_task)
+
+    # All three threads still serve: three calls that only finish when three run at once.
+    again = threading.Barrier(3, timeout=10)
+    names: set[str] = set()
+    lock = threading.Lock()
+
+    def meet() -> None:
+        again.wait()
+        with lock:
+            names.add(threading.current_thread().name)
+
+    for _ in range(3):
+        threads.submit(meet)
+    threads.shutdown()
+    assert not again.broken and names == {"job_0", "job_1", "job_2"}
+    assert sorted(str(extra.get("task_id")) for _, extra in recorder.lines) == [
+        "11",
+        "12",
+        "13",
+        "None",
+    ]
+    assert all(extra["threads"] == "job" for _, extra in recorder.lines)

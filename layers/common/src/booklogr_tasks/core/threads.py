@@ -2,9 +2,11 @@
 
 Not concurrent.futures.ThreadPoolExecutor: nobody here needs its Future. Its submit builds one
 (a Condition and an RLock) and takes two locks per call, and handing the result to asyncio wraps
-that Future in another. Both show in profiles of the hot paths that use this instead: a
-listener's claiming thread (submit was half of its CPU working off 5,000 no-op tasks) and the
-API's hand-over of each request to a handler thread.
+that Future in another; both are a visible cost on the hot paths that use this instead (a
+listener's claiming thread, the API's hand-over of each request to a handler thread).
+
+A call that raises is logged (with the task id it was submitted with, if any) and its thread
+serves the next call: the pool never shrinks.
 """
 
 from __future__ import annotations
@@ -13,12 +15,18 @@ import queue
 import threading
 from collections.abc import Callable
 
+from booklogr_tasks.core.observability import logger
+
+# A call, and the task it runs for (None when it runs none), named in the log if it raises.
+_Call = tuple[Callable[[], None], int | None]
+
 
 class Threads:
     def __init__(
         self, count: int, name: str, initializer: Callable[[], None] | None = None
     ) -> None:
-        self._calls: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._name = name
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._initializer = initializer
         self._threads = [
             threading.Thread(target=self._serve, name=f"{name}_{i}", daemon=True)
@@ -28,13 +36,14 @@ class Threads:
         self._closed = False
         self._start_lock = threading.Lock()
 
-    def submit(self, call: Callable[[], None]) -> None:
-        """RuntimeError after shutdown (as ThreadPoolExecutor's): nothing would run the call."""
+    def submit(self, call: Callable[[], None], task_id: int | None = None) -> None:
+        """RuntimeError after shutdown (as ThreadPoolExecutor's): nothing would run the call.
+        `task_id` names the task the call runs, for the log should it raise."""
         if self._closed:
             raise RuntimeError("cannot submit a call after shutdown")
         if not self._started:
             self._start()
-        self._calls.put(call)
+        self._calls.put((call, task_id))
 
     def shutdown(self) -> None:
         """Run every call already submitted, then stop the threads."""
@@ -59,8 +68,15 @@ class Threads:
     def _serve(self) -> None:
         if self._initializer is not None:
             self._initializer()
-        while (call := self._calls.get()) is not None:
-            call()
+        while (item := self._calls.get()) is not None:
+            call, task_id = item
+            try:
+                call()
+            except Exception:
+                fields: dict[str, object] = {"threads": self._name}
+                if task_id is not None:
+                    fields["task_id"] = task_id
+                logger.exception("a call raised; its thread serves on", extra=fields)
 
 
 __all__ = ["Threads"]

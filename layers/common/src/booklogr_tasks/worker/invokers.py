@@ -89,7 +89,7 @@ class InProcessInvoker:
         held = self.runner.hold(task)
         with self._lock:
             self._in_flight += 1
-        self._threads.submit(lambda: self._run(task, held))
+        self._threads.submit(lambda: self._run(task, held), task_id=task.id)
 
     def _run(self, task: Task, held: Held) -> None:
         started = time.monotonic()
