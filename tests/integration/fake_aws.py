@@ -71,7 +71,7 @@ def reset_default_runner() -> None:
     """Forget the process runner, so the next run_task builds one from the current settings."""
     with runner._default_lock:
         if runner._default_runner is not None:
-            runner._default_runner.monitor.stop()
+            runner._default_runner.leases.stop()
         runner._default_runner = None
 
 

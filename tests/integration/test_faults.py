@@ -272,7 +272,7 @@ def test_lost_lease_stops_the_job_and_the_late_finish_changes_nothing(
     assert outcome == ["lost"]
     row = task_row(conn, task_id)
     assert (row["status"], row["worker"]) == ("started", "thief")
-    runner.monitor.stop()
+    runner.leases.stop()
 
 
 def test_retention_removes_exactly_what_it_should(

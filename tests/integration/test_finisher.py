@@ -9,6 +9,7 @@ import pytest
 from booklogr_tasks.db import tasks
 from booklogr_tasks.db.pool import Conn, connect
 from booklogr_tasks.worker.finisher import Finished, Finisher, _Pending
+from booklogr_tasks.worker.lease import Lease
 
 from tests.helpers import insert_task, task_row
 
@@ -42,7 +43,7 @@ def finish_group(
     finisher = Finisher(db_url, worker)
     try:
         for task_id, publish in submissions:
-            finisher.submit(task_id, 1, {"n": task_id}, publish, done_for(task_id))
+            finisher.submit(Lease(task_id, 1), {"n": task_id}, publish, done_for(task_id))
         assert all_done.wait(30)
     finally:
         finisher.close()
@@ -151,9 +152,9 @@ def test_two_attempts_of_one_task_in_one_group_publish_once(db_url: str, conn: A
     finisher = Finisher(db_url, WORKER)
     try:
         group = [
-            _Pending(task_id, 1, {"attempt": 1}, publish_as("first"), lambda f: None),
-            _Pending(task_id, 1, {"attempt": 1}, publish_as("again"), lambda f: None),
-            _Pending(task_id, 2, {"attempt": 2}, publish_as("later"), lambda f: None),
+            _Pending(Lease(task_id, 1), {"attempt": 1}, publish_as("first"), lambda f: None),
+            _Pending(Lease(task_id, 1), {"attempt": 1}, publish_as("again"), lambda f: None),
+            _Pending(Lease(task_id, 2), {"attempt": 2}, publish_as("later"), lambda f: None),
         ]
         with connect(db_url) as c:
             outcome = finisher._finish(c, group)

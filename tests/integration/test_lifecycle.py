@@ -141,7 +141,7 @@ def test_reap_requeues_then_fails_after_max_attempts(conn: Any) -> None:
     for attempt in (1, 2):
         assert tasks.claim_task(conn, task_id, f"w{attempt}", TYPES)
         conn.execute(
-            "UPDATE tasks SET updated_on = now() - interval '1 hour' WHERE id = %s", (task_id,)
+            "UPDATE tasks SET heartbeat_at = now() - interval '1 hour' WHERE id = %s", (task_id,)
         )
         assert tasks.reap(conn, 60, 2, TYPES).requeued == ([task_id] if attempt < 2 else [])
         conn.execute("UPDATE tasks SET run_after = NULL WHERE id = %s", (task_id,))

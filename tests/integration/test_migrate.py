@@ -47,6 +47,7 @@ def test_tasks_table_has_the_contract_columns(db_url: str) -> None:
         "attempts": "NO",
         "run_after": "YES",
         "owner_id": "YES",  # (+) whose task it is, decided at insert (schema 0012)
+        "heartbeat_at": "YES",  # (+) the lease clock of a started task (schema 0013)
     }
 
 

@@ -18,8 +18,8 @@ from booklogr_tasks.core.settings import load_settings
 from booklogr_tasks.db import tasks
 from booklogr_tasks.storage.local import LocalFolderStore
 from booklogr_tasks.worker.invokers import InProcessInvoker
-from booklogr_tasks.worker.leases import HeartbeatMonitor
-from booklogr_tasks.worker.runner import Runner
+from booklogr_tasks.worker.lease import Leases
+from booklogr_tasks.worker.runner import Runner, RunOutcome
 
 from tests import jobs_for_tests
 from tests.helpers import insert_task, service, task_row, wait_until
@@ -298,7 +298,7 @@ def test_timeouts_and_lost_connections_back_off_then_give_up(
     waits = []
     with caplog.at_level(logging.INFO):
         for attempt in (1, 2):
-            assert runner.run_by_id(task_id, TEST_TYPES) == "fresh"
+            assert runner.run_by_id(task_id, TEST_TYPES) == RunOutcome.REQUEUED
             row = task_row(conn, task_id)
             assert (row["status"], row["attempts"], row["error"]) == ("fresh", attempt, None)
             waits.append(
@@ -352,10 +352,10 @@ def test_the_heartbeat_does_not_call_a_finishing_task_lost(
     stolen_id = insert_task(conn, "csv_export", {"owner_id": 1}, 1)
     for task_id in (finishing_id, stolen_id):
         assert tasks.claim_task(conn, task_id, "w", ["csv_export"])
-    monitor = HeartbeatMonitor(db_url, "w", interval=3600)  # beats only when told to
-    finishing, _ = monitor.hold(finishing_id, 1)
-    stolen, _ = monitor.hold(stolen_id, 1)
-    finishing.finishing = True  # its success commits while the beat runs
+    monitor = Leases(db_url, "w", interval=3600)  # beats only when told to
+    finishing = monitor.hold(finishing_id, 1)
+    stolen = monitor.hold(stolen_id, 1)
+    finishing.finishing()  # its success commits while the beat runs
     assert tasks.finish_task(conn, finishing_id, "w", None, attempt=1)
     conn.execute("UPDATE tasks SET worker = 'thief' WHERE id = %s", (stolen_id,))
     with caplog.at_level(logging.INFO):

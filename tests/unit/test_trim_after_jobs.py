@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from booklogr_tasks.core.lease import Lease
 from booklogr_tasks.worker import memory
 from booklogr_tasks.worker.invokers import InProcessInvoker
+from booklogr_tasks.worker.lease import Lease
 
 
 class _Runner:
@@ -18,10 +19,10 @@ class _Runner:
     def __init__(self, work: Any) -> None:
         self.work = work
 
-    def hold(self, task: Any) -> tuple[Lease, list[Lease]]:
-        return Lease(task_id=1, attempt=1), []
+    def hold(self, task: Any) -> Lease:
+        return Lease(task_id=1, attempt=1)
 
-    def execute(self, task: Any, held: Any) -> str:
+    def execute(self, task: Any, lease: Any) -> str:
         self.work(task)
         return "success"
 
@@ -38,7 +39,7 @@ def _trims_after(work: Any, monkeypatch: pytest.MonkeyPatch) -> int:
     invoker = InProcessInvoker(_Runner(work), concurrency=1)  # type: ignore[arg-type]
     invoker.on_done = done.set
     try:
-        invoker.start(object())  # type: ignore[arg-type]
+        invoker.start(SimpleNamespace(id=1))  # type: ignore[arg-type]
         assert done.wait(10)
     finally:
         invoker._threads.shutdown()

@@ -72,9 +72,11 @@ _CLAIMABLE: LiteralString = (
 # never counts `attempts` (this service's column).
 _CLAIMED_BY_US: LiteralString = "worker IS NOT NULL AND attempts > 0 AND " + _OURS
 
+# The claim starts the lease clock (heartbeat_at, schema 0013) and is a change users see
+# (updated_on).
 _CLAIM_SET = """
-   SET status = 'started', worker = %(worker)s, updated_on = now(), attempts = attempts + 1,
-       error = NULL, run_after = NULL"""
+   SET status = 'started', worker = %(worker)s, updated_on = now(), heartbeat_at = now(),
+       attempts = attempts + 1, error = NULL, run_after = NULL"""
 
 CLAIM_BY_ID: LiteralString = f"""
 UPDATE tasks {_CLAIM_SET}
@@ -112,19 +114,22 @@ SELECT id, type FROM tasks
 # Each running attempt of a process, as (task id, attempt) pairs: `unnest(ids, attempts)`.
 _ATTEMPTS: LiteralString = "unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS a(id, attempt)"
 
-# One statement beats every task a process runs and stores their progress; it returns the ids
-# this worker's attempts still own. It never waits for a row lock: a row that is locked is
-# skipped (not beaten) but still counted as owned when its committed state says so. The lock
-# is then held by this worker's own success transaction (an import's bulk load, an export's
-# publish), or for a moment by a reaper that only takes rows whose lease has already expired;
-# either way the next beat sees the outcome. Waiting instead would stall every other task's
-# lease behind one long transaction.
+# One statement beats every task a process runs and stores the progress that changed since the
+# last beat; it returns the ids this worker's attempts still own. The beat moves the lease clock
+# (heartbeat_at); only new progress is a change users see (updated_on). It never waits for a
+# row lock: a row that is locked is skipped (not beaten) but still counted as owned when its
+# committed state says so. The lock is then held by this worker's own success transaction (an
+# import's bulk load, an export's publish), or for a moment by a reaper that only takes rows
+# whose lease has already expired; either way the next beat sees the outcome. Waiting instead
+# would stall every other task's lease behind one long transaction.
 HEARTBEAT: LiteralString = f"""
 WITH owned AS (
     SELECT t.id FROM tasks t JOIN {_ATTEMPTS} ON a.id = t.id AND a.attempt = t.attempts
      WHERE t.worker = %(worker)s AND t.status = 'started' AND t.owner_id IS NOT NULL
 ), beat AS (
-    UPDATE tasks SET updated_on = now()
+    UPDATE tasks
+       SET heartbeat_at = now(),
+           updated_on = CASE WHEN id = ANY(%(progressed)s::bigint[]) THEN now() ELSE updated_on END
      WHERE id IN (SELECT id FROM tasks
                    WHERE id IN (SELECT id FROM owned)
                      AND worker = %(worker)s AND status = 'started'
@@ -193,14 +198,17 @@ _BACKOFF: LiteralString = """now() + make_interval(secs => least(%(backoff_cap)s
 _BACKOFF_T: LiteralString = """now() + make_interval(secs => least(%(backoff_cap)s,
     %(backoff_base)s * power(2, greatest(t.attempts - 1, 0))))"""
 
-# Started tasks whose heartbeat is older than the lease belong to a lost worker. Several
+# Started tasks whose heartbeat is older than the lease belong to a lost worker (a task claimed
+# before heartbeat_at existed is judged by updated_on, its lease clock then; index
+# tasks_lease_idx). Several
 # listeners may reap at once: SKIP LOCKED gives each lost task to one of them (and skips a row
 # whose success transaction is still running). Only this service's claims of the types this
 # listener serves are reaped: BookLogr marks its own tasks started with a NULL worker.
 REAP_LOST: LiteralString = f"""
 WITH lost AS (
     SELECT id FROM tasks
-     WHERE status = 'started' AND updated_on < now() - make_interval(secs => %(lease)s)
+     WHERE status = 'started'
+       AND coalesce(heartbeat_at, updated_on) < now() - make_interval(secs => %(lease)s)
        AND {_CLAIMED_BY_US}
      FOR UPDATE SKIP LOCKED
 )

@@ -118,7 +118,8 @@ def heartbeat(
     conn: Conn, worker: str, attempts: dict[int, int], progress: dict[int, Any]
 ) -> set[int]:
     """Refresh the lease of these attempts (task id → attempt) and store the progress given for
-    them; return the ids this worker's attempts still own. Never waits for a row lock."""
+    them (new progress, which also moves their `updated_on`); return the ids this worker's
+    attempts still own. Never waits for a row lock."""
     reports = [{"task_id": tid, "progress": p} for tid, p in progress.items() if p is not None]
     rows = _planned_now(
         conn,
@@ -128,6 +129,7 @@ def heartbeat(
             "attempts": list(attempts.values()),
             "worker": worker,
             "progress": Jsonb(reports),
+            "progressed": [r["task_id"] for r in reports],
         },
     ).fetchall()
     return {int(row["id"]) for row in rows}

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from booklogr_tasks.core.lease import Lease
 from booklogr_tasks.core.models import Task
 from booklogr_tasks.core.settings import Settings
 from booklogr_tasks.db.pool import Conn
@@ -22,12 +21,21 @@ from booklogr_tasks.db.pool import Conn
 P = TypeVar("P", bound=BaseModel)
 
 
+class AttemptLease(Protocol):
+    """What a job sees of its attempt's lease (worker/lease.py owns the rest of it)."""
+
+    def report_progress(self, done: int, total: int | None = None) -> None: ...
+
+    def check(self) -> None:
+        """Raise TaskLost if this attempt no longer owns the task."""
+
+
 @dataclass
 class JobContext:
     task: Task
     worker: str
     settings: Settings
-    lease: Lease
+    lease: AttemptLease
 
     def report_progress(self, done: int, total: int | None = None) -> None:
         self.lease.report_progress(done, total)

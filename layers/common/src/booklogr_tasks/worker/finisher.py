@@ -5,9 +5,9 @@ Used for tasks whose success transaction is light: jobs with nothing to publish,
 whose publish step inserts one row (their file is already durable under its final name). Many
 small exports finishing at once then share one commit, and so one WAL flush, instead of paying
 for one each. One task's failed publish does not undo the others' (see Finisher._finish). A
-task's lease is held until its success is
-committed. Used by listeners only: a Lambda handler must not return before its commit, so it
-finishes its single task itself.
+task's lease is handed over with it (worker/lease.py) and ended here once its group's
+transaction is over, so it is beaten until its success is committed. Used by listeners only: a
+Lambda handler must not return before its commit, so it finishes its single task itself.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from psycopg_pool import PoolTimeout
 from booklogr_tasks.core.observability import logger
 from booklogr_tasks.db import tasks
 from booklogr_tasks.db.pool import Conn, pooled
+from booklogr_tasks.worker.lease import Lease
 
 # What became of a submitted task once its group's transaction ended: recorded a success; lost
 # (another worker owns it now); unknown (the commit broke: it may or may not have happened); or
@@ -35,8 +36,7 @@ MAX_GROUP = 500
 
 @dataclass
 class _Pending:
-    task_id: int
-    attempt: int
+    lease: Lease
     result: dict[str, Any] | None
     publish: Callable[[Conn], None] | None
     done: Done
@@ -54,14 +54,15 @@ class Finisher:
 
     def submit(
         self,
-        task_id: int,
-        attempt: int,
+        lease: Lease,
         result: dict[str, Any] | None,
         publish: Callable[[Conn], None] | None,
         done: Done,
     ) -> None:
+        """Record this attempt's success with the next group; `done` hears what became of it,
+        then its lease ends."""
         with self._cond:
-            self._pending.append(_Pending(task_id, attempt, result, publish, done))
+            self._pending.append(_Pending(lease, result, publish, done))
             self._cond.notify()
 
     def close(self) -> None:
@@ -94,7 +95,9 @@ class Finisher:
             try:
                 pending.done(finished)
             except Exception:
-                logger.exception("finish callback failed", extra={"task_id": pending.task_id})
+                logger.exception("finish callback failed", extra={"task_id": pending.lease.task_id})
+            finally:
+                pending.lease.end()
 
     def _finish(self, conn: Conn, group: list[_Pending]) -> list[Finished]:
         """Lock the group's tasks whose attempt still owns them, publish each, then mark every
@@ -113,14 +116,17 @@ class Finisher:
             return self._finish_group(conn, group, isolated=True)
 
     def _finish_group(self, conn: Conn, group: list[_Pending], isolated: bool) -> list[Finished]:
-        owned = tasks.lock_owned(conn, self.worker, [(p.task_id, p.attempt) for p in group])
+        owned = tasks.lock_owned(
+            conn, self.worker, [(p.lease.task_id, p.lease.attempt) for p in group]
+        )
         outcome: list[Finished] = ["lost"] * len(group)
         publishing: dict[int, int] = {}  # task id -> its submission's place in the group
         for place, pending in enumerate(group):
             # Only the attempt that owns the task now counts, and it only once.
-            if (pending.task_id, pending.attempt) not in owned or pending.task_id in publishing:
+            task_id, attempt = pending.lease.task_id, pending.lease.attempt
+            if (task_id, attempt) not in owned or task_id in publishing:
                 continue
-            publishing[pending.task_id] = place
+            publishing[task_id] = place
         for task_id, place in list(publishing.items()):
             publish = group[place].publish
             if publish is None:
@@ -138,7 +144,7 @@ class Finisher:
                 del publishing[task_id]
         results = {task_id: group[place].result for task_id, place in publishing.items()}
         attempts: dict[int, int | None] = {
-            task_id: group[place].attempt for task_id, place in publishing.items()
+            task_id: group[place].lease.attempt for task_id, place in publishing.items()
         }
         for task_id in tasks.finish_tasks(conn, self.worker, results, attempts):
             outcome[publishing[task_id]] = "success"

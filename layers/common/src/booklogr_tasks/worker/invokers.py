@@ -15,8 +15,9 @@ from typing import Protocol, runtime_checkable
 from booklogr_tasks.core.models import Task
 from booklogr_tasks.core.observability import logger
 from booklogr_tasks.core.threads import Threads
+from booklogr_tasks.worker.lease import Lease
 from booklogr_tasks.worker.memory import after_job
-from booklogr_tasks.worker.runner import Held, Runner
+from booklogr_tasks.worker.runner import Runner
 
 
 @runtime_checkable
@@ -65,10 +66,9 @@ class InProcessInvoker:
     def free_slots(self) -> int:
         """How many tasks to claim now: one per idle thread, and while jobs are quick as many
         again to wait in line, so that a thread that finishes one finds the next without
-        waiting for a claim's round trip. Measured on 2 cores, no-op backlog of 5,000,
-        interleaved runs: 3,100-5,900 tasks/s without the line, 8,000-8,900 with it (the
-        hand-written SKIP LOCKED loop: 8,000-8,700). A waiting task's lease is held and
-        beaten from its claim (start), so however long it waits, no reaper takes it."""
+        waiting for a claim's round trip (bench/throughput.py measures the difference). A
+        waiting task's lease is held and beaten from its claim (start), so however long it
+        waits, no reaper takes it."""
         with self._lock:
             return self._capacity() - self._in_flight
 
@@ -86,16 +86,16 @@ class InProcessInvoker:
         return max(1, self.concurrency // 2)
 
     def start(self, task: Task) -> None:
-        held = self.runner.hold(task)
+        lease = self.runner.hold(task)
         with self._lock:
             self._in_flight += 1
-        self._threads.submit(lambda: self._run(task, held), task_id=task.id)
+        self._threads.submit(lambda: self._run(task, lease), task_id=task.id)
 
-    def _run(self, task: Task, held: Held) -> None:
+    def _run(self, task: Task, lease: Lease) -> None:
         started = time.monotonic()
         cpu_started = time.thread_time()
         try:
-            self.runner.execute(task, held)
+            self.runner.execute(task, lease)
         except Exception:  # execute records failures itself; this is the last line of defence
             logger.exception("job thread crashed", extra={"task_id": task.id})
         finally:
@@ -124,7 +124,6 @@ class InProcessInvoker:
             logger.info(
                 "grace period over; releasing unfinished tasks", extra={"running": unfinished}
             )
-            for lease in self.runner.monitor.running():
-                lease.stop_for_shutdown()
+            self.runner.leases.stop_for_shutdown()
         self._threads.shutdown()
         self.runner.close()

@@ -12,6 +12,7 @@ import os
 import threading
 import time
 import uuid
+from enum import StrEnum
 from typing import Any
 
 import psycopg
@@ -19,7 +20,6 @@ from psycopg_pool import PoolTimeout
 from pydantic import ValidationError
 
 from booklogr_tasks.core.errors import TaskLost
-from booklogr_tasks.core.lease import Lease
 from booklogr_tasks.core.models import Task
 from booklogr_tasks.core.observability import logger
 from booklogr_tasks.core.settings import Settings, get_settings
@@ -27,14 +27,22 @@ from booklogr_tasks.db import tasks
 from booklogr_tasks.db.pool import get_pool, pooled
 from booklogr_tasks.jobs import JobContext, JobError, Outcome, get_spec, known_types
 from booklogr_tasks.worker.finisher import Done, Finished, Finisher
-from booklogr_tasks.worker.leases import HeartbeatMonitor
+from booklogr_tasks.worker.lease import Lease, Leases
 
-# execute()'s status for a success that waits for its group commit.
-FINISHING = "finishing"
 
-# A claimed attempt's lease, and the leases of earlier attempts at the same task in this
-# process (HeartbeatMonitor.hold).
-Held = tuple[Lease, list[Lease]]
+class RunOutcome(StrEnum):
+    """What became of one run of a task (not a task's status, though some share a name)."""
+
+    SUCCESS = "success"  # recorded a success
+    FAILURE = "failure"  # recorded a failure (the job's, or attempts used up)
+    SKIPPED = "skipped"  # not claimable when asked to run it (not fresh, not due, not ours)
+    LOST = "lost"  # another attempt owns the task now; this one recorded nothing
+    REQUEUED = "requeued"  # given back after a database error; runs again after a backoff
+    RELEASED = "released"  # given back unrun, or stopped, because this process shuts down
+    COMMITTING = "committing"  # a success waiting for its group commit (worker/finisher.py)
+    # The outcome could not be recorded (the database is away): the lease expires and the
+    # reaper gives the task another attempt.
+    UNRECORDED = "unrecorded"
 
 
 def worker_identity(nickname: str | None) -> str:
@@ -96,62 +104,47 @@ class Runner:
         self.worker = worker
         self.database_url = settings.database_url
         get_pool(self.database_url, max_size=pool_size)
-        self.monitor = HeartbeatMonitor(self.database_url, worker, settings.heartbeat_seconds)
+        self.leases = Leases(self.database_url, worker, settings.heartbeat_seconds)
         self.finisher = Finisher(self.database_url, worker) if group_commit else None
 
     def close(self) -> None:
         """Record the successes still waiting for their group commit; stop the heartbeat."""
         if self.finisher is not None:
             self.finisher.close()
-        self.monitor.stop()
+        self.leases.stop()
 
-    def run_by_id(self, task_id: int, types: list[str] | None = None) -> str:
-        """Claim the task if it is still fresh, then run it; "skipped" when it is not fresh."""
+    def run_by_id(self, task_id: int, types: list[str] | None = None) -> RunOutcome:
+        """Claim the task if it is still claimable, then run it; SKIPPED when it is not."""
         with pooled(self.database_url) as conn:
             task = tasks.claim_task(conn, task_id, self.worker, types or known_types())
         if task is None:
             logger.info("task not fresh, skipped", extra={"task_id": task_id})
-            return "skipped"
+            return RunOutcome.SKIPPED
         return self.execute(task)
 
-    def hold(self, task: Task) -> Held:
+    def hold(self, task: Task) -> Lease:
         """Start beating for a claimed task: from its claim on, however long it waits for a
         thread, no reaper takes it from a live process."""
-        return self.monitor.hold(task.id, task.attempts)
+        return self.leases.hold(task.id, task.attempts)
 
-    def execute(self, task: Task, held: Held | None = None) -> str:
-        """Run a task this worker has claimed (its lease held since the claim, or from now);
-        returns the status it ended in."""
-        lease, earlier = held if held is not None else self.hold(task)
-        status = "started"
-        try:
-            self._wait_for(earlier, task)
-            if lease.lost.is_set():
-                # Lost while it waited for a thread: shutting down, it is given back unrun.
-                return self._lost(task, lease, time.perf_counter())
-            # DEBUG: at INFO (the default) a task writes one line, its outcome with its duration.
-            # With this line too, a no-op drain at INFO ran at about half the rate (benchmark 2,
-            # 2,790 against 5,151 tasks/s in one process).
-            self._log("started", task, debug=True)
-            started = time.perf_counter()
-            status = self._run_job(task, lease, started)
-        finally:
-            if status != FINISHING:  # a group commit drops the lease once it has committed
-                self.monitor.drop(lease)
-        return status
-
-    def _wait_for(self, earlier: list[Lease], task: Task) -> None:
-        """Earlier attempts at this task in this process have been told they lost it; start
-        only once they have stopped, so they cannot touch this attempt's files or rows."""
-        for old in earlier:
-            if not old.ended.wait(self.settings.heartbeat_seconds):
+    def execute(self, task: Task, lease: Lease | None = None) -> RunOutcome:
+        """Run a task this worker has claimed (its lease held since the claim, or from now).
+        The lease ends when this returns, unless a group commit took it over."""
+        with lease if lease is not None else self.hold(task) as held:
+            for old in held.wait_for_earlier(self.settings.heartbeat_seconds):
                 logger.warning(
-                    "waiting for an earlier attempt at this task to stop",
+                    "waited for an earlier attempt at this task to stop",
                     extra=self._fields(task, earlier_attempt=old.attempt),
                 )
-                old.ended.wait()
+            if held.lost.is_set():
+                # Lost while it waited for a thread: shutting down, it is given back unrun.
+                return self._lost(task, held, time.perf_counter())
+            # DEBUG: at INFO (the default) a task writes one line, its outcome with its
+            # duration; a second line per task would be a large part of a quick task's cost.
+            self._log("started", task, debug=True)
+            return self._run_job(task, held, time.perf_counter())
 
-    def _run_job(self, task: Task, lease: Lease, started: float) -> str:
+    def _run_job(self, task: Task, lease: Lease, started: float) -> RunOutcome:
         spec = get_spec(task.type)
         if spec is None:
             return self._fail(
@@ -172,16 +165,16 @@ class Runner:
         try:
             outcome = spec.run(ctx, payload)
             lease.check()
-            lease.finishing = True
+            lease.finishing()
             if self.finisher is not None and outcome.group_committable:
+                lease.hand_over()
                 self.finisher.submit(
-                    task.id,
-                    task.attempts,
+                    lease,
                     outcome.result,
                     outcome.publish,
                     self._on_group_commit(task, lease, outcome, started),
                 )
-                return FINISHING
+                return RunOutcome.COMMITTING
             published = False
             try:
                 with pooled(self.database_url) as conn:
@@ -225,7 +218,7 @@ class Runner:
             logger.exception("task crashed", extra=self._fields(task))
             return self._fail(task, lease, INTERNAL_ERROR.format(id=task.id), started)
         self._log("success", task, started)
-        return "success"
+        return RunOutcome.SUCCESS
 
     def _on_group_commit(self, task: Task, lease: Lease, outcome: Outcome, started: float) -> Done:
         def done(finished: Finished) -> None:
@@ -243,8 +236,8 @@ class Runner:
             elif finished == "success" and outcome.committed is not None:
                 outcome.committed()
             # "unknown": the success may have been recorded, so the file is kept; if it was
-            # not, the lease expires and the next attempt deletes what this one left.
-            self.monitor.drop(lease)
+            # not, the lease expires and the next attempt deletes what this one left. The
+            # group commit ends the lease after this.
             if not isinstance(finished, Exception):
                 self._log(finished, task, started)
 
@@ -257,8 +250,8 @@ class Runner:
         error: str,
         started: float,
         result: dict[str, Any] | None = None,
-    ) -> str:
-        lease.finishing = True
+    ) -> RunOutcome:
+        lease.finishing()
         try:
             with pooled(self.database_url) as conn:
                 recorded = tasks.fail_task(
@@ -268,13 +261,13 @@ class Runner:
             logger.warning(
                 "could not record failure; the lease will expire", extra=self._fields(task)
             )
-            return "started"
+            return RunOutcome.UNRECORDED
         if not recorded:
             return self._lost(task, lease, started)
         self._log("failure", task, started, error=error)
-        return "failure"
+        return RunOutcome.FAILURE
 
-    def _requeue(self, task: Task, kind: str, started: float) -> str:
+    def _requeue(self, task: Task, kind: str, started: float) -> RunOutcome:
         try:
             with pooled(self.database_url) as conn:
                 requeued = tasks.requeue_after_error(
@@ -289,23 +282,25 @@ class Runner:
         except (psycopg.OperationalError, PoolTimeout):
             # Still unreachable: the lease expires and a reaper gives the task to another worker.
             logger.warning("could not requeue; the lease will expire", extra=self._fields(task))
-            return "started"
+            return RunOutcome.UNRECORDED
         if requeued is None:
             self._log("lost", task, started)
-            return "lost"
+            return RunOutcome.LOST
         run_after = requeued.run_after.isoformat() if requeued.run_after else None
-        transition = "requeued" if requeued.status == "fresh" else "failure"
-        self._log(transition, task, started, reason=kind, run_after=run_after)
-        return requeued.status
+        outcome = RunOutcome.REQUEUED if requeued.status == "fresh" else RunOutcome.FAILURE
+        self._log(outcome, task, started, reason=kind, run_after=run_after)
+        return outcome
 
-    def _lost(self, task: Task, lease: Lease, started: float) -> str:
+    def _lost(self, task: Task, lease: Lease, started: float) -> RunOutcome:
+        lease.finishing()
         if lease.shutting_down:
             with pooled(self.database_url) as conn:
                 released = tasks.release_task(conn, task.id, self.worker, attempt=task.attempts)
-            self._log("released" if released else "lost", task, started)
-            return "fresh" if released else "lost"
-        self._log("lost", task, started)
-        return "lost"
+            outcome = RunOutcome.RELEASED if released else RunOutcome.LOST
+        else:
+            outcome = RunOutcome.LOST
+        self._log(outcome, task, started)
+        return outcome
 
     def _fields(self, task: Task, **extra: Any) -> dict[str, Any]:
         return {
@@ -348,6 +343,6 @@ def default_runner() -> Runner:
         return _default_runner
 
 
-def run_task(task_id: int) -> str:
+def run_task(task_id: int) -> RunOutcome:
     """Claim and run one task with the process's runner: what a Lambda handler calls."""
     return default_runner().run_by_id(task_id)
