@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import socket
 import time
 from pathlib import Path
@@ -30,6 +31,15 @@ def mint_token(
     """An access token shaped like BookLogr's: HS256, user id in claim `id`."""
     now = int(time.time())
     return jwt.encode({"id": user_id, "iat": now, "exp": now + lifetime}, secret, algorithm)
+
+
+def error_of(response: Any, status: int) -> dict[str, str]:
+    """The body of an error answer of this status: `{"error", "message"}`, a message given."""
+    assert response.status_code == status, response.body
+    body = json.loads(response.body)
+    assert set(body) == {"error", "message"}, body
+    assert body["message"]
+    return body
 
 
 def bearer(user_id: int) -> dict[str, str]:

@@ -16,7 +16,7 @@ from booklogr_tasks.worker.runner import Runner
 from moto import mock_aws
 from psycopg import sql
 
-from tests.api.support import bearer
+from tests.api.support import bearer, error_of
 from tests.helpers import insert_task, seed_books
 
 
@@ -33,13 +33,6 @@ def run_export(conn: Any, owner: int, task_type: str = "csv_export") -> dict[str
         (task_id,),
     ).fetchone()
     return {"task_id": task_id, "filename": stored["filename"], **row["result"]}
-
-
-def error_of(response: Any, status: int) -> dict[str, str]:
-    assert response.status_code == status, response.body
-    body = json.loads(response.body)
-    assert set(body) == {"error", "message"}
-    return body
 
 
 def test_list_shows_the_callers_exports_newest_first(client: Any, conn: Any) -> None:

@@ -20,8 +20,8 @@ from booklogr_tasks.http import routes as api
 from booklogr_tasks.worker.runner import Runner
 from moto import mock_aws
 
-from tests.api.support import bearer
-from tests.api.test_exports_api import error_of, run_export
+from tests.api.support import bearer, error_of
+from tests.api.test_exports_api import run_export
 from tests.helpers import seed_books, task_row
 
 BOOKLOGR_CSV = (

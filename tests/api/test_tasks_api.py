@@ -12,7 +12,7 @@ from booklogr_tasks.db import tasks
 from booklogr_tasks.jobs import REGISTRY, JobSpec, Outcome, known_types
 from booklogr_tasks.storage import export_store
 
-from tests.api.support import bearer
+from tests.api.support import bearer, error_of
 from tests.helpers import insert_task, task_row
 
 JSON = {"Content-Type": "application/json"}
@@ -35,14 +35,6 @@ TASK_KEYS = {
 def post_task(client: Any, body: Any, user: int = 5, raw: bytes | None = None, **headers: str):
     payload = raw if raw is not None else json.dumps(body).encode()
     return client.post("/v1/tasks", headers={**bearer(user), **JSON, **headers}, body=payload)
-
-
-def error_of(response: Any, status: int) -> dict[str, str]:
-    assert response.status_code == status, response.body
-    body = json.loads(response.body)
-    assert set(body) == {"error", "message"}, body
-    assert body["message"]
-    return body
 
 
 def claimed(conn: Any, task_id: int, worker: str = "w") -> None:

@@ -40,6 +40,8 @@ def export_of_file(conn: Conn, owner_id: int, filename: str) -> ExportRecord | N
 
 
 def table_exists(conn: Conn, name: str) -> bool:
+    """Whether this database has the table (BookLogr's optional ones: reading_sessions,
+    user_settings, revoked_tokens, ...)."""
     row = conn.execute(queries.TABLE_EXISTS, {"name": name}).fetchone()
     return bool(row and row["present"])
 

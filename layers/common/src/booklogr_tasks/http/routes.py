@@ -40,7 +40,6 @@ from booklogr_tasks.core.models import (
     ImportPayload,
     Task,
     TaskReport,
-    TaskStatus,
 )
 from booklogr_tasks.core.observability import count_metric, logger
 from booklogr_tasks.core.settings import Settings
@@ -88,20 +87,9 @@ class Accepted(BaseModel):
     status: Literal["fresh"] = "fresh"
 
 
-class TaskView(BaseModel):
-    id: int
-    type: str
-    status: TaskStatus
-    worker: str | None
-    created_at: datetime
-    updated_on: datetime | None
-    created_by: int
-    error: str | None
-    result: dict[str, Any] | None
-    progress: dict[str, Any] | None
-    attempts: int
-    # Set while a task given back (lost connection, timeout, lost worker) waits to run again.
-    run_after: datetime | None
+class TaskView(TaskReport):
+    """What the status and list endpoints answer for a task: its state (TaskState, never its
+    data) and its report (progress, result)."""
 
     @property
     def finished(self) -> bool:
@@ -109,7 +97,7 @@ class TaskView(BaseModel):
 
     @classmethod
     def of(cls, report: TaskReport) -> TaskView:
-        return cls.model_validate(report.model_dump(exclude={"data"}))
+        return cls.model_validate(report.model_dump())
 
 
 class TaskPage(BaseModel):

@@ -24,6 +24,7 @@ from psycopg.rows import tuple_row
 from booklogr_tasks.core.errors import JobError, UploadMissing
 from booklogr_tasks.core.models import ImportPayload
 from booklogr_tasks.core.observability import logger
+from booklogr_tasks.db.files import table_exists
 from booklogr_tasks.db.pool import Conn, connect
 from booklogr_tasks.jobs.base import JobContext, JobSpec, Outcome
 from booklogr_tasks.jobs.imports.base import (
@@ -59,7 +60,6 @@ CREATE_USER_SETTINGS = """
 INSERT INTO user_settings (owner_id, send_book_events)
 SELECT %(owner)s, false
  WHERE NOT EXISTS (SELECT 1 FROM user_settings WHERE owner_id = %(owner)s)"""
-TABLE_EXISTS = "SELECT to_regclass(%(table)s) IS NOT NULL AS present"
 
 # Imports of one owner take turns, so two files cannot both add the same new book.
 LOCK_OWNER = "SELECT pg_advisory_xact_lock(hashtext('booklogr_tasks.import'), %(owner)s)"
@@ -171,11 +171,6 @@ def library(conn: Conn, owner_id: int) -> Seen:
     with conn.cursor(row_factory=tuple_row) as cur:
         cur.execute(LIBRARY_KEYS, {"owner": owner_id})
         return Seen.of_library(cur)
-
-
-def table_exists(conn: Conn, table: str) -> bool:
-    row = conn.execute(TABLE_EXISTS, {"table": table}).fetchone()
-    return bool(row and row["present"])
 
 
 def ensure_profile(conn: Conn, owner_id: int) -> None:
