@@ -15,7 +15,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any
 
 import psycopg
 from psycopg_pool import PoolTimeout
@@ -25,10 +26,17 @@ from booklogr_tasks.db import tasks
 from booklogr_tasks.db.pool import Conn, pooled
 from booklogr_tasks.worker.lease import Lease
 
-# What became of a submitted task once its group's transaction ended: recorded a success; lost
-# (another worker owns it now); unknown (the commit broke: it may or may not have happened); or
-# the exception its publish step raised (nothing of that task was recorded).
-Finished = Literal["success", "lost", "unknown"] | Exception
+
+class Committed(StrEnum):
+    """What became of a submitted task once its group's transaction ended."""
+
+    SUCCESS = "success"  # recorded a success
+    LOST = "lost"  # another attempt owns the task now
+    UNKNOWN = "unknown"  # the commit broke: it may or may not have happened
+
+
+# A Committed, or the exception the task's publish step raised (nothing of it was recorded).
+Finished = Committed | Exception
 Done = Callable[[Finished], None]
 
 MAX_GROUP = 500
@@ -90,7 +98,7 @@ class Finisher:
             # Unknown whether the commit happened; if it did not, the leases expire and the
             # tasks run again (at-least-once).
             logger.warning("group commit failed", extra={"tasks": len(group), "error": str(exc)})
-            outcome = ["unknown"] * len(group)
+            outcome = [Committed.UNKNOWN] * len(group)
         for pending, finished in zip(group, outcome, strict=True):
             try:
                 pending.done(finished)
@@ -119,7 +127,7 @@ class Finisher:
         owned = tasks.lock_owned(
             conn, self.worker, [(p.lease.task_id, p.lease.attempt) for p in group]
         )
-        outcome: list[Finished] = ["lost"] * len(group)
+        outcome: list[Finished] = [Committed.LOST] * len(group)
         publishing: dict[int, int] = {}  # task id -> its submission's place in the group
         for place, pending in enumerate(group):
             # Only the attempt that owns the task now counts, and it only once.
@@ -147,5 +155,5 @@ class Finisher:
             task_id: group[place].lease.attempt for task_id, place in publishing.items()
         }
         for task_id in tasks.finish_tasks(conn, self.worker, results, attempts):
-            outcome[publishing[task_id]] = "success"
+            outcome[publishing[task_id]] = Committed.SUCCESS
         return outcome

@@ -26,7 +26,7 @@ from booklogr_tasks.core.settings import Settings, get_settings
 from booklogr_tasks.db import tasks
 from booklogr_tasks.db.pool import get_pool, pooled
 from booklogr_tasks.jobs import JobContext, JobError, Outcome, get_spec, known_types
-from booklogr_tasks.worker.finisher import Done, Finished, Finisher
+from booklogr_tasks.worker.finisher import Committed, Done, Finished, Finisher
 from booklogr_tasks.worker.lease import Lease, Leases
 
 
@@ -217,7 +217,7 @@ class Runner:
         except Exception:
             logger.exception("task crashed", extra=self._fields(task))
             return self._fail(task, lease, INTERNAL_ERROR.format(id=task.id), started)
-        self._log("success", task, started)
+        self._log(RunOutcome.SUCCESS, task, started)
         return RunOutcome.SUCCESS
 
     def _on_group_commit(self, task: Task, lease: Lease, outcome: Outcome, started: float) -> Done:
@@ -231,11 +231,11 @@ class Runner:
                     extra=self._fields(task),
                 )
                 self._fail(task, lease, INTERNAL_ERROR.format(id=task.id), started)
-            elif finished == "lost" and outcome.discard is not None:
+            elif finished is Committed.LOST and outcome.discard is not None:
                 outcome.discard()
-            elif finished == "success" and outcome.committed is not None:
+            elif finished is Committed.SUCCESS and outcome.committed is not None:
                 outcome.committed()
-            # "unknown": the success may have been recorded, so the file is kept; if it was
+            # UNKNOWN: the success may have been recorded, so the file is kept; if it was
             # not, the lease expires and the next attempt deletes what this one left. The
             # group commit ends the lease after this.
             if not isinstance(finished, Exception):
@@ -284,7 +284,7 @@ class Runner:
             logger.warning("could not requeue; the lease will expire", extra=self._fields(task))
             return RunOutcome.UNRECORDED
         if requeued is None:
-            self._log("lost", task, started)
+            self._log(RunOutcome.LOST, task, started)
             return RunOutcome.LOST
         run_after = requeued.run_after.isoformat() if requeued.run_after else None
         outcome = RunOutcome.REQUEUED if requeued.status == "fresh" else RunOutcome.FAILURE
