@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 from booklogr_tasks.core.errors import JobError, RowInvalid
 from booklogr_tasks.jobs.imports import booklogr_csv as booklogr_csv_import
+from booklogr_tasks.jobs.imports import calibre as calibre_import
 from booklogr_tasks.jobs.imports import goodreads as goodreads_import
 from booklogr_tasks.jobs.imports import storygraph as storygraph_import
 from booklogr_tasks.jobs.imports.base import (
@@ -162,3 +163,33 @@ def test_goodreads_unwraps_formula_isbns() -> None:
     assert goodreads_import.formula_text('="0547928220"') == "0547928220"
     assert goodreads_import.formula_text('=""') == ""
     assert goodreads_import.formula_text("9780547928227") == "9780547928227"
+
+
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        booklogr_csv_import.FORMAT,
+        goodreads_import.FORMAT,
+        storygraph_import.FORMAT,
+        calibre_import.FORMAT,
+    ],
+    ids=lambda f: f.name,
+)
+def test_every_importer_reads_lf_and_crlf_files_alike(fmt: ImportFormat) -> None:
+    """CRLF (RFC 4180, BookLogr's and this service's CSV exports) and LF (many tools) end rows
+    alike; a line break inside a quoted cell stays part of the cell."""
+    title = next(c for c in fmt.required if c.casefold() == "title")
+
+    def written(terminator: str) -> str:
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=fmt.required, lineterminator=terminator)
+        writer.writeheader()
+        writer.writerow({**dict.fromkeys(fmt.required, ""), title: "One"})
+        writer.writerow({**dict.fromkeys(fmt.required, ""), title: "Two\nlines"})
+        return out.getvalue()
+
+    lf, crlf = written("\n"), written("\r\n")
+    assert "\r\n" in crlf and "\r" not in lf
+    by_lf, by_crlf = parse(lf, fmt), parse(crlf, fmt)
+    assert [b.title for b in by_crlf.books] == ["One", "Two\nlines"]
+    assert by_crlf.books == by_lf.books and by_crlf.invalid == by_lf.invalid == []

@@ -69,16 +69,26 @@ def run_export(
 
 def stream_copy(conn: Conn, ctx: JobContext, owner_id: int, sink: PendingExport, copy: str) -> int:
     """Move the bytes of `COPY (…) TO STDOUT WITH (FORMAT csv, HEADER true)` into `sink`: the
-    server formats every row (RFC 4180 quoting, UTF-8). Returns the number of data rows."""
+    server formats every row (RFC 4180 quoting, UTF-8). Returns the number of data rows.
+
+    COPY ends its rows with LF; RFC 4180, Python's csv module and so BookLogr's own export end
+    them with CRLF, and so does this. Line breaks inside quoted cells stay as they are (as the
+    csv module leaves them)."""
     rows = -1  # the header is the first chunk
     with conn.cursor() as cur, cur.copy(copy, {"owner": owner_id}) as stream:
-        for chunk in stream:  # one chunk per row
-            sink.write(chunk)
+        for chunk in stream:  # one chunk per row (one CopyData message), ending with its LF
+            sink.write(crlf_ended(chunk))
             rows += 1
             if rows % CHECK_EVERY_ROWS == 0:
                 ctx.check_lost()
                 ctx.report_progress(rows)
     return max(rows, 0)
+
+
+def crlf_ended(row: bytes | bytearray | memoryview) -> bytes:
+    """One COPY row with its LF terminator made CRLF."""
+    data = bytes(row)
+    return data[:-1] + b"\r\n" if data.endswith(b"\n") else data
 
 
 def register_export(
