@@ -231,7 +231,8 @@ SELECT {TASK_COLUMNS} FROM tasks
 # one statement: tasks.export_reads; nextval is why that transaction is not READ ONLY).
 START_EXPORT: LiteralString = """
 SELECT nextval(pg_get_serial_sequence('exports', 'id')) AS id,
-       (SELECT count(*) FROM books WHERE owner_id = %(owner)s) AS books"""
+       (SELECT count(*) FROM books WHERE owner_id = %(owner)s) AS books,
+       booklogr_tasks_owner_is_user(%(owner)s) AS owner_is_user"""
 
 # An export's row and its line in BookLogr's `files`, in one statement (it runs once per export,
 # in the group commit).
@@ -321,6 +322,9 @@ SELECT id, filename, created_at FROM files
 
 
 TABLE_EXISTS: LiteralString = "SELECT to_regclass(%(name)s) IS NOT NULL AS present"
+
+# Whether the owner is one of BookLogr's users (true where BookLogr's `users` table is absent).
+OWNER_IS_USER: LiteralString = "SELECT booklogr_tasks_owner_is_user(%(owner)s) AS known"
 
 TOKEN_REVOKED: LiteralString = """
 SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = %(jti)s) AS revoked"""

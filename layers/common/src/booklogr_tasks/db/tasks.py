@@ -15,7 +15,7 @@ from typing import Any, LiteralString
 from psycopg import Cursor, IsolationLevel
 from psycopg.types.json import Jsonb
 
-from booklogr_tasks.core.errors import TaskNotFound, TaskNotRetryable
+from booklogr_tasks.core.errors import OwnerNotAUser, TaskNotFound, TaskNotRetryable
 from booklogr_tasks.core.models import ExportRecord, Task, TaskReport, upload_named_in
 from booklogr_tasks.core.settings import RetryDelay
 from booklogr_tasks.db import queries
@@ -291,9 +291,12 @@ def export_reads(conn: Conn, snapshot: bool) -> Iterator[None]:
 
 
 def start_export(conn: Conn, fmt: str, owner_id: int) -> tuple[int, int]:
-    """In export_reads: (reserved export id, number of books)."""
+    """In export_reads: (reserved export id, number of books); OwnerNotAUser when BookLogr has
+    no such user."""
     row = conn.execute(queries.START_EXPORT, {"owner": owner_id}).fetchone()
     assert row is not None
+    if not row["owner_is_user"]:
+        raise OwnerNotAUser(owner_id)
     return int(row["id"]), int(row["books"])
 
 

@@ -24,6 +24,7 @@ from psycopg.rows import tuple_row
 from booklogr_tasks.core.errors import JobError, UploadMissing
 from booklogr_tasks.core.models import ImportPayload
 from booklogr_tasks.core.observability import logger
+from booklogr_tasks.db.files import check_owner_is_user
 from booklogr_tasks.db.pool import Conn, connect
 from booklogr_tasks.jobs.base import JobContext, JobSpec, Outcome
 from booklogr_tasks.jobs.imports.base import (
@@ -98,6 +99,7 @@ def load_file(
 ) -> dict[str, Any]:
     owner = payload.owner_id
     conn.execute(LOCK_OWNER, {"owner": owner})
+    check_owner_is_user(conn, owner)
     ensure_profile(conn, owner)
     # Read under the lock: no other import of this owner can add a book until this one commits.
     seen = None if payload.allow_duplicates else library(conn, owner)
