@@ -9,7 +9,6 @@ import csv
 import gc
 import io
 import re
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,8 +24,17 @@ PROGRESS_EVERY_ROWS = 1000
 _MAX_INT = 2**31 - 1
 _MAX_ROWS_LISTED = 20
 
-# Long reviews exceed the csv module's default 128 KiB per field; the API bounds the file size.
-csv.field_size_limit(max(csv.field_size_limit(), min(sys.maxsize, 64 * 1024 * 1024)))
+# What one row of a file may hold. An import holds one row at a time, so these bound its memory
+# whatever the file's shape (one row of millions of cells, a header of millions of names), and
+# are far past what a library export writes: a row of Goodreads' has 24 to 31 cells, calibre's
+# some 20 plus its custom columns, and the longest review or description is some 100 KB.
+MAX_CELL_CHARS = 512 * 1024
+MAX_ROW_CHARS = 1024 * 1024
+MAX_COLUMNS = 500
+MAX_HEADER_CHARS = 64 * 1024
+
+# The csv module refuses cells past its limit while it reads them (its default is 128 KiB).
+csv.field_size_limit(MAX_CELL_CHARS)
 
 
 @dataclass(slots=True)
@@ -177,7 +185,7 @@ def books_of(
     """The file's books, converted as they are read (only the current row is in memory).
     Rows that cannot be read go to `reading.invalid`; at the end, JobError if no row was a book.
     """
-    size = _size_of(source)
+    size = size_of(source)
     for record in read_records(source, reading.fmt):
         reading.rows += 1
         if progress is not None and reading.rows % PROGRESS_EVERY_ROWS == 0:
@@ -194,7 +202,7 @@ def books_of(
     reading.check_any_read()
 
 
-def _size_of(source: BinaryIO) -> int | None:
+def size_of(source: BinaryIO) -> int | None:
     if not source.seekable():
         return None
     here = source.tell()
@@ -213,15 +221,17 @@ def _estimate(rows: int, source: BinaryIO, size: int | None) -> int | None:
 
 def read_records(source: str | BinaryIO, fmt: ImportFormat) -> Iterator[Record]:
     """The data rows, one at a time; JobError (at the first row or where the CSV breaks) when
-    the file is not a readable `fmt`."""
+    the file is not a readable `fmt` or a row is past the limits (MAX_*)."""
     # utf-8-sig drops the BOM that Excel, Goodreads and calibre write; newline="" leaves line
     # breaks inside quoted cells to the csv module.
     text = io.TextIOWrapper(as_stream(source), encoding="utf-8-sig", errors="replace", newline="")
-    reader = csv.reader(_checked_lines(text), strict=True)
+    lines = Lines(text)
+    reader = csv.reader(lines, strict=True)
     try:
         header = next(reader, None)
         if header is None or not any(cell.strip() for cell in header):
             raise JobError(f"the file is empty: expected a {fmt.name} with a header row")
+        _check_width(header, 1)
         columns = [cell.strip() for cell in header]
         folded = {c.casefold() for c in columns}
         missing = [c for c in fmt.required if c.casefold() not in folded]
@@ -230,24 +240,69 @@ def read_records(source: str | BinaryIO, fmt: ImportFormat) -> Iterator[Record]:
                 f"this is not a {fmt.name}: required column{'s' if len(missing) > 1 else ''} "
                 f"missing: {', '.join(missing)}"
             )
-        yield from _records(reader, columns)
+        yield from _records(reader, columns, lines)
     except csv.Error as exc:
+        if "field larger than field limit" in str(exc):
+            raise JobError(
+                f"row {lines.row} has a cell longer than {MAX_CELL_CHARS:,} characters, the "
+                "most an import reads in one cell; nothing was imported"
+            ) from None
         raise JobError(f"the file is not readable CSV (row {reader.line_num}): {exc}") from exc
     finally:
         text.detach()  # the caller owns (and closes) the byte stream
 
 
-def _checked_lines(text: Iterator[str]) -> Iterator[str]:
-    """Lines PostgreSQL can store: UTF-8 without NUL. Bytes that were not UTF-8 reach us as
-    U+FFFD replacement characters."""
-    for number, line in enumerate(text, start=1):
+class Lines:
+    """The file's lines for the csv reader, checked as they are read: UTF-8 without NUL (what
+    PostgreSQL can store; bytes that were not UTF-8 reach us as U+FFFD), and no row (which may
+    span lines) longer than MAX_ROW_CHARS, or MAX_HEADER_CHARS for the header. A line is read
+    at most that far, so a file of one endless line costs no more than the limit."""
+
+    def __init__(self, text: io.TextIOWrapper) -> None:
+        self.text = text
+        self.line = 0
+        self.row = 1  # the row being read, as a spreadsheet numbers it (the header is 1)
+        self._row_chars = 0
+
+    def __iter__(self) -> Lines:
+        return self
+
+    def __next__(self) -> str:
+        limit = MAX_HEADER_CHARS if self.row == 1 else MAX_ROW_CHARS
+        line = self.text.readline(limit - self._row_chars + 1)
+        if not line:
+            raise StopIteration
+        self.line += 1
+        self._row_chars += len(line)
+        if self._row_chars > limit:
+            what = "the header row" if self.row == 1 else f"row {self.row}"
+            raise JobError(
+                f"{what} is longer than {limit:,} characters, the most an import reads in one "
+                "row; nothing was imported"
+            )
         if "\ufffd" in line or "\x00" in line:
             what = "is not valid UTF-8" if "\ufffd" in line else "contains NUL characters"
-            raise JobError(f"the file {what} (line {number}); save it as UTF-8 text and try again")
-        yield line
+            raise JobError(
+                f"the file {what} (line {self.line}); save it as UTF-8 text and try again"
+            )
+        return line
+
+    def next_row(self) -> None:
+        """The csv reader returned a row: what follows is the next one."""
+        self.row += 1
+        self._row_chars = 0
 
 
-def _records(reader: Iterator[list[str]], columns: list[str]) -> Iterator[Record]:
+def _check_width(cells: list[str], row: int) -> None:
+    if len(cells) > MAX_COLUMNS:
+        what = "the header row" if row == 1 else f"row {row}"
+        raise JobError(
+            f"{what} has {len(cells):,} cells, more than the {MAX_COLUMNS} an import reads; "
+            "nothing was imported"
+        )
+
+
+def _records(reader: Iterator[list[str]], columns: list[str], lines: Lines) -> Iterator[Record]:
     # Names as written and casefolded; a repeated column name counts once, first wins.
     index: dict[str, int] = {}
     for position, name in enumerate(columns):
@@ -255,9 +310,12 @@ def _records(reader: Iterator[list[str]], columns: list[str]) -> Iterator[Record
     for name in columns:
         index.setdefault(name, index[name.casefold()])
     width = len(columns)
+    lines.next_row()
     for row, cells in enumerate(reader, start=2):
+        lines.next_row()
         if not cells:
             continue  # a blank line holds no row
+        _check_width(cells, row)
         if len(cells) < width or (len(cells) > width and any(c.strip() for c in cells[width:])):
             problem = f"the row has {len(cells)} cells where the header has {width}"
             yield Record(row, [], {}, problem)

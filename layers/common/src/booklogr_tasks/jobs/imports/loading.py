@@ -34,7 +34,9 @@ from booklogr_tasks.jobs.imports.base import (
     as_stream,
     books_of,
     no_cyclic_gc,
+    size_of,
 )
+from booklogr_tasks.jobs.imports.budget import IMPORTS
 from booklogr_tasks.jobs.imports.duplicates import Seen
 from booklogr_tasks.storage import export_store
 
@@ -97,6 +99,17 @@ def run_import(ctx: JobContext, payload: ImportPayload, fmt: ImportFormat) -> Ou
 def load_file(
     ctx: JobContext, conn: Conn, payload: ImportPayload, fmt: ImportFormat
 ) -> dict[str, Any]:
+    """Before its first statement (no transaction is open while it waits), the import takes
+    its share of the listener's memory budget."""
+    with open_file(ctx, payload) as source:
+        size = size_of(source)
+        with IMPORTS.reserve(ctx, ctx.settings.max_upload_bytes if size is None else size):
+            return _load(ctx, conn, payload, fmt, source)
+
+
+def _load(
+    ctx: JobContext, conn: Conn, payload: ImportPayload, fmt: ImportFormat, source: BinaryIO
+) -> dict[str, Any]:
     owner = payload.owner_id
     conn.execute(LOCK_OWNER, {"owner": owner})
     check_owner_is_user(conn, owner)
@@ -118,7 +131,6 @@ def load_file(
     sessions: list[Session] = []
     imported = 0
     with (
-        open_file(ctx, payload) as source,
         no_cyclic_gc(),
         BookIds(ctx.settings.database_url) as ids,
         conn.cursor() as cur,
