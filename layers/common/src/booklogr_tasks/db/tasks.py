@@ -17,6 +17,7 @@ from psycopg.types.json import Jsonb
 
 from booklogr_tasks.core.errors import OwnerNotAUser, TaskNotFound, TaskNotRetryable
 from booklogr_tasks.core.models import ExportRecord, Task, TaskReport, upload_named_in
+from booklogr_tasks.core.reports import bounded_error, bounded_result
 from booklogr_tasks.core.settings import RetryDelay
 from booklogr_tasks.db import queries
 from booklogr_tasks.db.pool import Conn, connect
@@ -141,7 +142,9 @@ def finish_tasks(
 ) -> set[int]:
     """Mark these tasks a success in one statement; return the ids this worker still owned."""
     stored = [
-        {"task_id": tid, "result": result} for tid, result in results.items() if result is not None
+        {"task_id": tid, "result": bounded_result(result)}
+        for tid, result in results.items()
+        if result is not None
     ]
     named = attempts or {}
     rows = _planned_now(
@@ -177,11 +180,13 @@ def fail_task(
     attempt: int | None = None,
 ) -> bool:
     """Mark failure with a readable error; False (nothing changed) if the worker lost the task."""
+    error = bounded_error(error)
     params = {"id": task_id, "worker": worker, "error": error, "attempt": attempt}
     if conn.execute(queries.FAIL_TASK, params).fetchone() is None:
         return False
     if result is not None:
-        conn.execute(queries.STORE_RESULT, {"id": task_id, "result": Jsonb(result)})
+        stored = bounded_result(result, error)
+        conn.execute(queries.STORE_RESULT, {"id": task_id, "result": Jsonb(stored)})
     return True
 
 

@@ -80,24 +80,76 @@ class Record:
         return "" if index is None else self.cells[index]
 
 
+# What a task reports about a file is bounded however many rows it has (the contract's 64 KB
+# for result + error): messages are cut to this length, at most this many kinds are told apart,
+# and this many skipped rows are given as examples.
+_MAX_MESSAGE_CHARS = 300
+_MAX_KINDS = 50
+EXAMPLE_ROWS = 20
+# The values in a reason ('five', "x", row numbers): without them, reasons of one kind are one.
+_VALUES = re.compile(r"'[^']*'|\"[^\"]*\"|[0-9]+")
+
+
+def short(message: str) -> str:
+    """A message as reported: values from the file can make it any length."""
+    return message if len(message) <= _MAX_MESSAGE_CHARS else message[:_MAX_MESSAGE_CHARS] + "…"
+
+
+def reason_kind(reason: str) -> str:
+    """My Rating 'five' is not a number → My Rating … is not a number."""
+    return _VALUES.sub("…", reason)
+
+
 class Remarks:
     """What an import had to map lossily, said once per kind with the rows it concerns."""
 
     def __init__(self) -> None:
         self._rows: dict[str, list[int]] = {}
+        self._counts: dict[str, int] = {}
+        self._more = 0
 
     def add(self, message: str, row: int) -> None:
-        self._rows.setdefault(message, []).append(row)
+        message = short(message)
+        rows = self._rows.get(message)
+        if rows is None:
+            if len(self._rows) >= _MAX_KINDS:
+                self._more += 1
+                return
+            rows = self._rows[message] = []
+        self._counts[message] = self._counts.get(message, 0) + 1
+        if len(rows) < _MAX_ROWS_LISTED:
+            rows.append(row)
 
     def messages(self) -> list[str]:
         out = []
         for message, rows in self._rows.items():
-            listed = ", ".join(str(r) for r in rows[:_MAX_ROWS_LISTED])
-            more = (
-                f" and {len(rows) - _MAX_ROWS_LISTED} more" if len(rows) > _MAX_ROWS_LISTED else ""
-            )
-            out.append(f"{message} (row{'s' if len(rows) > 1 else ''} {listed}{more})")
+            count = self._counts[message]
+            listed = ", ".join(str(r) for r in rows)
+            more = f" and {count - len(rows)} more" if count > len(rows) else ""
+            out.append(f"{message} (row{'s' if count > 1 else ''} {listed}{more})")
+        if self._more:
+            out.append(f"{self._more} more remarks of other kinds")
         return out
+
+
+class Skipped:
+    """Rows an import skipped, summarised: how many, how many per kind of reason, and the
+    first EXAMPLE_ROWS as examples, so a file of 200,000 duplicates reports in a few KB."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.examples: list[dict[str, Any]] = []
+        self.kinds: dict[str, int] = {}
+
+    def add(self, row: int, reason: str) -> None:
+        self.count += 1
+        reason = short(reason)
+        if len(self.examples) < EXAMPLE_ROWS:
+            self.examples.append({"row": row, "reason": reason})
+        kind = reason_kind(reason)
+        if kind not in self.kinds and len(self.kinds) >= _MAX_KINDS:
+            kind = "other reasons"
+        self.kinds[kind] = self.kinds.get(kind, 0) + 1
 
 
 # Turns one record into a book; raises RowInvalid for a row it cannot read.
@@ -144,7 +196,7 @@ def parse(source: str | BinaryIO, fmt: ImportFormat, progress: Progress | None =
     reading = Reading(fmt)
     with no_cyclic_gc():
         books = list(books_of(as_stream(source), reading, progress))
-    return Parsed(books, reading.rows, reading.invalid, reading.remarks.messages())
+    return Parsed(books, reading.rows, reading.invalid.examples, reading.remarks.messages())
 
 
 def as_stream(source: str | BinaryIO) -> BinaryIO:
@@ -162,8 +214,15 @@ class Reading:
     fmt: ImportFormat
     rows: int = 0
     books: int = 0
-    invalid: list[dict[str, Any]] = field(default_factory=list)
+    invalid: Skipped = field(default_factory=Skipped)
     remarks: Remarks = field(default_factory=Remarks)
+
+    def invalid_summary(self) -> dict[str, Any]:
+        return {
+            "skipped_invalid": self.invalid.examples,
+            "invalid_rows": self.invalid.count,
+            "invalid_reasons": self.invalid.kinds,
+        }
 
     def check_any_read(self) -> None:
         """JobError for a file without a book: no data rows, or none readable."""
@@ -175,7 +234,7 @@ class Reading:
         if self.books == 0:
             raise JobError(
                 f"none of the {self.rows} rows of this {self.fmt.name} could be read",
-                {"imported": 0, "rows": self.rows, "skipped_invalid": self.invalid},
+                {"imported": 0, "rows": self.rows, **self.invalid_summary()},
             )
 
 
@@ -195,7 +254,7 @@ def books_of(
                 raise RowInvalid(record.problem)
             book = reading.fmt.convert(record, reading.remarks)
         except RowInvalid as exc:
-            reading.invalid.append({"row": record.row, "reason": str(exc)})
+            reading.invalid.add(record.row, str(exc))
             continue
         reading.books += 1
         yield book

@@ -31,6 +31,7 @@ from booklogr_tasks.jobs.imports.base import (
     BookIn,
     ImportFormat,
     Reading,
+    Skipped,
     as_stream,
     books_of,
     no_cyclic_gc,
@@ -126,7 +127,7 @@ def _load(
         ctx.report_progress(done, total)
 
     reading = Reading(fmt)
-    duplicates: list[dict[str, Any]] = []
+    duplicates = Skipped()
     notes: list[Note] = []
     sessions: list[Session] = []
     imported = 0
@@ -140,7 +141,7 @@ def _load(
                 if seen is not None:
                     reason = seen.check(b.isbn, b.title, b.author, b.row)
                     if reason is not None:
-                        duplicates.append({"row": b.row, "reason": reason})
+                        duplicates.add(b.row, reason)
                         continue
                 book_id = ids.next()
                 copy.write_row(
@@ -167,9 +168,10 @@ def _load(
         "imported": imported,
         "book_notes": len(notes),
         "reading_sessions": len(sessions),
-        "skipped_duplicates": len(duplicates),
-        "duplicate_rows": duplicates,
-        "skipped_invalid": reading.invalid,
+        "skipped_duplicates": duplicates.count,
+        "duplicate_rows": duplicates.examples,
+        "duplicate_reasons": duplicates.kinds,
+        **reading.invalid_summary(),
         "notes": reading.remarks.messages(),
     }
 
