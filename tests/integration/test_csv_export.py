@@ -9,9 +9,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 from booklogr_tasks.core.settings import Settings
 from booklogr_tasks.jobs.books import CSV_COLUMNS, unneutralise
 from booklogr_tasks.worker.runner import Runner
+from psycopg import sql
 
 from tests.helpers import insert_task, seed_books, task_row
 
@@ -149,7 +151,7 @@ def test_failure_in_the_database_leaves_no_file_and_no_row(
 ) -> None:
     seed_books(conn, owner_id=5, count=3)
     # Make the success transaction fail after the file is written.
-    conn.execute("ALTER TABLE csv_export ADD CONSTRAINT no_rows CHECK (owner_id < 0)")
+    conn.execute("ALTER TABLE exports ADD CONSTRAINT no_rows CHECK (owner_id < 0)")
     task_id = insert_task(conn, "csv_export", {"owner_id": 5}, 5)
     assert Runner(settings, "w").run_by_id(task_id) == "failure"
     _assert_failed_and_nothing_written(conn, export_folder, task_id, "internal error")
@@ -172,3 +174,23 @@ def test_csv_is_readable_as_rfc4180(settings: Settings, conn: Any, export_folder
     raw.decode("utf-8")  # strict UTF-8
     rows = list(csv.reader(io.StringIO(raw.decode("utf-8"), newline=""), strict=True))
     assert all(len(r) == len(CSV_COLUMNS) for r in rows)
+
+
+@pytest.mark.parametrize("task_type", ["csv_export", "goodreads_export"])
+def test_rows_end_with_crlf_and_line_breaks_in_cells_stay(
+    settings: Settings, conn: Any, export_folder: Path, task_type: str
+) -> None:
+    """RFC 4180 and BookLogr's own export (Python's csv module) end every row with CRLF; a line
+    break inside a cell is the cell's own and stays as stored."""
+    seed_books(conn, owner_id=5)  # descriptions and notes with "\n", none with "\r"
+    task_id = insert_task(conn, task_type, {"owner_id": 5}, 5)
+    assert Runner(settings, "w").run_by_id(task_id) == "success"
+    row = conn.execute(
+        sql.SQL("SELECT filename FROM {} WHERE task_id = %s").format(sql.Identifier(task_type)),
+        (task_id,),
+    ).fetchone()
+    raw = (export_folder / row["filename"]).read_bytes()
+    records = list(csv.reader(io.StringIO(raw.decode("utf-8"), newline=""), strict=True))
+    assert len(records) > 2 and raw.endswith(b"\r\n")
+    assert raw.count(b"\r\n") == len(records)  # one per row, none inside a cell
+    assert any("\n" in cell for record in records for cell in record)

@@ -81,6 +81,31 @@ def test_json_equals_the_database(settings: Settings, conn: Any, export_folder: 
     assert result["format"] == "json" and result["books"] == len(exported)
 
 
+# What BookLogr's own JSON export writes for each book and note (reference/booklogr-app.md).
+BOOKLOGR_BOOK_KEYS = {
+    "title", "isbn", "description", "reading_status", "current_page", "total_pages", "author",
+    "rating", "notes",
+}  # fmt: skip
+BOOKLOGR_NOTE_KEYS = {"content", "quote_page", "visibility", "created_on"}
+# What this export adds (docs/formats.md): the book's id, subtitle and when it was added.
+ADDED_BOOK_KEYS = {"id", "subtitle", "created_on"}
+
+
+def test_json_has_every_key_booklogrs_json_export_writes(
+    settings: Settings, conn: Any, export_folder: Path
+) -> None:
+    seed_books(conn, owner_id=5)
+    task_id = _run(settings, conn, "json_export", 5)
+    exported = json.loads(_file(conn, export_folder, "json_export", task_id).read_text())
+    assert exported and any(b["notes"] for b in exported)
+    for book in exported:
+        assert set(book) == BOOKLOGR_BOOK_KEYS | ADDED_BOOK_KEYS
+        # A number (or null for unrated) where BookLogr writes a string ("4.50" or "None").
+        assert book["rating"] is None or isinstance(book["rating"], int | float)
+        for note in book["notes"]:
+            assert set(note) == BOOKLOGR_NOTE_KEYS
+
+
 def test_json_of_an_empty_library_is_an_empty_array(
     settings: Settings, conn: Any, export_folder: Path
 ) -> None:

@@ -62,7 +62,7 @@ def test_header_and_column_order_are_goodreads(settings: Settings, conn: Any) ->
 
 
 def test_an_empty_library_is_the_header_alone(settings: Settings, conn: Any) -> None:
-    assert _export(settings, conn, 9) == GOODREADS_HEADER + "\n"
+    assert _export(settings, conn, 9) == GOODREADS_HEADER + "\r\n"
 
 
 def test_isbns_are_formulas_in_the_column_of_their_length(settings: Settings, conn: Any) -> None:

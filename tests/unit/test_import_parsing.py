@@ -9,7 +9,9 @@ from decimal import Decimal
 
 import pytest
 from booklogr_tasks.core.errors import JobError, RowInvalid
+from booklogr_tasks.jobs.imports import base
 from booklogr_tasks.jobs.imports import booklogr_csv as booklogr_csv_import
+from booklogr_tasks.jobs.imports import calibre as calibre_import
 from booklogr_tasks.jobs.imports import goodreads as goodreads_import
 from booklogr_tasks.jobs.imports import storygraph as storygraph_import
 from booklogr_tasks.jobs.imports.base import (
@@ -162,3 +164,93 @@ def test_goodreads_unwraps_formula_isbns() -> None:
     assert goodreads_import.formula_text('="0547928220"') == "0547928220"
     assert goodreads_import.formula_text('=""') == ""
     assert goodreads_import.formula_text("9780547928227") == "9780547928227"
+
+
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        booklogr_csv_import.FORMAT,
+        goodreads_import.FORMAT,
+        storygraph_import.FORMAT,
+        calibre_import.FORMAT,
+    ],
+    ids=lambda f: f.name,
+)
+def test_every_importer_reads_lf_and_crlf_files_alike(fmt: ImportFormat) -> None:
+    """CRLF (RFC 4180, BookLogr's and this service's CSV exports) and LF (many tools) end rows
+    alike; a line break inside a quoted cell stays part of the cell."""
+    title = next(c for c in fmt.required if c.casefold() == "title")
+
+    def written(terminator: str) -> str:
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=fmt.required, lineterminator=terminator)
+        writer.writeheader()
+        writer.writerow({**dict.fromkeys(fmt.required, ""), title: "One"})
+        writer.writerow({**dict.fromkeys(fmt.required, ""), title: "Two\nlines"})
+        return out.getvalue()
+
+    lf, crlf = written("\n"), written("\r\n")
+    assert "\r\n" in crlf and "\r" not in lf
+    by_lf, by_crlf = parse(lf, fmt), parse(crlf, fmt)
+    assert [b.title for b in by_crlf.books] == ["One", "Two\nlines"]
+    assert by_crlf.books == by_lf.books and by_crlf.invalid == by_lf.invalid == []
+
+
+# --- limits: what one row may hold -------------------------------------------------------------
+
+_HEADER = "Title,Authors,ISBN/UID,Read Status,Star Rating\r\n"
+
+
+def _failure(text: str) -> str:
+    with pytest.raises(JobError) as err:
+        parse(text, storygraph_import.FORMAT)
+    return err.value.message
+
+
+def test_a_row_past_the_row_limit_fails_naming_the_row_and_the_limit() -> None:
+    text = _HEADER + "Fine,A,,read,\r\n" + "x," * (base.MAX_ROW_CHARS // 2) + "\r\n"
+    assert _failure(text) == (
+        f"row 3 is longer than {base.MAX_ROW_CHARS:,} characters, the most an import reads "
+        "in one row; nothing was imported"
+    )
+
+
+def test_a_row_spread_over_many_lines_counts_as_one() -> None:
+    # Quoted line breaks keep each line short, and each cell is within its limit; the row as a
+    # whole is past the row limit.
+    cell = '"' + ("a" * 99 + "\n") * (base.MAX_CELL_CHARS // 200) + '"'
+    row = ",".join([cell] * (2 * base.MAX_ROW_CHARS // len(cell) + 1))
+    assert _failure(_HEADER + "Fine,A,,read,\r\n" + row + "\r\n").startswith("row 3 is longer")
+
+
+def test_a_header_past_its_limit_fails_before_it_is_read_whole() -> None:
+    text = "Title," + "c," * base.MAX_HEADER_CHARS + "\r\n" + "Fine,A,,read,\r\n"
+    assert _failure(text) == (
+        f"the header row is longer than {base.MAX_HEADER_CHARS:,} characters, the most an "
+        "import reads in one row; nothing was imported"
+    )
+
+
+def test_too_many_cells_fail_naming_the_row_and_the_limit() -> None:
+    wide = ",".join(["z"] * (base.MAX_COLUMNS + 1))
+    assert _failure(_HEADER + "Fine,A,,read,\r\n" + wide + "\r\n") == (
+        f"row 3 has {base.MAX_COLUMNS + 1:,} cells, more than the {base.MAX_COLUMNS} an import "
+        "reads; nothing was imported"
+    )
+    header = "Title,Authors,ISBN/UID,Read Status,Star Rating," + wide + "\r\n"
+    assert _failure(header + "Fine,A,,read,\r\n").startswith("the header row has")
+
+
+def test_a_cell_past_the_cell_limit_fails_naming_the_row_and_the_limit() -> None:
+    text = _HEADER + "Fine,A,,read,\r\n" + "Long," + "w" * (base.MAX_CELL_CHARS + 1) + ",,read,\r\n"
+    assert _failure(text) == (
+        f"row 3 has a cell longer than {base.MAX_CELL_CHARS:,} characters, the most an import "
+        "reads in one cell; nothing was imported"
+    )
+
+
+def test_rows_within_the_limits_are_read() -> None:
+    long_review = "r" * (base.MAX_CELL_CHARS - 10)
+    text = _HEADER + f'"{long_review}",A,,read,\r\n' + "Next,B,,read,\r\n"
+    parsed = parse(text, storygraph_import.FORMAT)
+    assert [len(b.title) for b in parsed.books] == [len(long_review), 4]

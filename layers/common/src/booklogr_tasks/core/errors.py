@@ -179,5 +179,15 @@ class JobError(Exception):
         self.result = result
 
 
+class OwnerNotAUser(JobError):
+    """The task's owner is not one of BookLogr's users (where BookLogr's `users` table exists)."""
+
+    def __init__(self, owner_id: int) -> None:
+        super().__init__(
+            f"There is no BookLogr account with the id {owner_id}, so there is no library to "
+            "export or import into."
+        )
+
+
 class RowInvalid(ValueError):
     """A row that cannot be imported; the message is the reason shown to the user."""

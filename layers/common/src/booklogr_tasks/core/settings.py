@@ -103,6 +103,15 @@ class Settings(BaseModel):
     # (unfinished and recently failed imports keep theirs): past it an upload is refused
     # before its body is read.
     upload_quota_bytes: int = Field(256 * 1024 * 1024, gt=0)
+    # How long a failed import keeps its upload for a retry when the failure was not the file's
+    # own (a file that cannot be imported as it is goes at once); then retention deletes it, so
+    # failed uploads do not fill a user's quota.
+    failed_upload_retention_hours: float = Field(24.0, gt=0)
+    # --- the listener ---
+    # Memory a listener's imports may reserve together (each reserves a few times its file's
+    # size): imports past it wait their turn, so many large files at once cannot exhaust the
+    # listener's memory. One import always runs, however large its file.
+    import_memory_budget_bytes: int = Field(512 * 1024 * 1024, gt=0)
 
     @field_validator("auth_secret_key", "export_bucket", "worker_nickname", mode="before")
     @classmethod

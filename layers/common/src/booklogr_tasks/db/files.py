@@ -7,6 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
+from booklogr_tasks.core.errors import OwnerNotAUser
 from booklogr_tasks.core.models import ExportRecord
 from booklogr_tasks.db import queries
 from booklogr_tasks.db.pool import Conn
@@ -34,7 +35,7 @@ def get_file(conn: Conn, owner_id: int, filename: str) -> FileRecord | None:
 def export_of_file(conn: Conn, owner_id: int, filename: str) -> ExportRecord | None:
     """The export this service stored under that name; None for BookLogr's own files."""
     row = conn.execute(
-        queries.get_own_export_by_filename(), {"owner": owner_id, "filename": filename}
+        queries.GET_OWN_EXPORT_BY_FILENAME, {"owner": owner_id, "filename": filename}
     ).fetchone()
     return None if row is None else ExportRecord.model_validate(row)
 
@@ -44,6 +45,13 @@ def table_exists(conn: Conn, name: str) -> bool:
     user_settings, revoked_tokens, ...)."""
     row = conn.execute(queries.TABLE_EXISTS, {"name": name}).fetchone()
     return bool(row and row["present"])
+
+
+def check_owner_is_user(conn: Conn, owner_id: int) -> None:
+    """OwnerNotAUser when BookLogr's `users` table exists and has no user with this id."""
+    row = conn.execute(queries.OWNER_IS_USER, {"owner": owner_id}).fetchone()
+    if not row or not row["known"]:
+        raise OwnerNotAUser(owner_id)
 
 
 def token_revoked(conn: Conn, jti: str) -> bool:

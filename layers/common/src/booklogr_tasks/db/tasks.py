@@ -15,8 +15,14 @@ from typing import Any, LiteralString
 from psycopg import Cursor, IsolationLevel
 from psycopg.types.json import Jsonb
 
-from booklogr_tasks.core.errors import PendingCapReached, TaskNotFound, TaskNotRetryable
+from booklogr_tasks.core.errors import (
+    OwnerNotAUser,
+    PendingCapReached,
+    TaskNotFound,
+    TaskNotRetryable,
+)
 from booklogr_tasks.core.models import ExportRecord, Task, TaskReport, upload_named_in
+from booklogr_tasks.core.reports import bounded_error, bounded_result
 from booklogr_tasks.core.settings import RetryDelay
 from booklogr_tasks.db import queries
 from booklogr_tasks.db.pool import Conn, connect
@@ -155,7 +161,9 @@ def finish_tasks(
 ) -> set[int]:
     """Mark these tasks a success in one statement; return the ids this worker still owned."""
     stored = [
-        {"task_id": tid, "result": result} for tid, result in results.items() if result is not None
+        {"task_id": tid, "result": bounded_result(result)}
+        for tid, result in results.items()
+        if result is not None
     ]
     named = attempts or {}
     rows = _planned_now(
@@ -191,11 +199,13 @@ def fail_task(
     attempt: int | None = None,
 ) -> bool:
     """Mark failure with a readable error; False (nothing changed) if the worker lost the task."""
+    error = bounded_error(error)
     params = {"id": task_id, "worker": worker, "error": error, "attempt": attempt}
     if conn.execute(queries.FAIL_TASK, params).fetchone() is None:
         return False
     if result is not None:
-        conn.execute(queries.STORE_RESULT, {"id": task_id, "result": Jsonb(result)})
+        stored = bounded_result(result, error)
+        conn.execute(queries.STORE_RESULT, {"id": task_id, "result": Jsonb(stored)})
     return True
 
 
@@ -305,11 +315,12 @@ def export_reads(conn: Conn, snapshot: bool) -> Iterator[None]:
 
 
 def start_export(conn: Conn, fmt: str, owner_id: int) -> tuple[int, int]:
-    """In export_reads: (reserved export id, number of books)."""
-    row = conn.execute(
-        queries.START_EXPORT, {"table": queries.EXPORT_TABLES[fmt], "owner": owner_id}
-    ).fetchone()
+    """In export_reads: (reserved export id, number of books); OwnerNotAUser when BookLogr has
+    no such user."""
+    row = conn.execute(queries.START_EXPORT, {"owner": owner_id}).fetchone()
     assert row is not None
+    if not row["owner_is_user"]:
+        raise OwnerNotAUser(owner_id)
     return int(row["id"]), int(row["books"])
 
 
@@ -318,17 +329,20 @@ def record_export(
 ) -> None:
     """The export's row, and its line in BookLogr's `files` (which lists it in the web app)."""
     conn.execute(
-        queries.insert_export(queries.EXPORT_TABLES[fmt]),
-        {"id": export_id, "filename": filename, "owner": owner_id, "task_id": task_id},
+        queries.INSERT_EXPORT,
+        {
+            "format": fmt,
+            "id": export_id,
+            "filename": filename,
+            "owner": owner_id,
+            "task_id": task_id,
+        },
     )
 
 
 def get_export(conn: Conn, fmt: str, export_id: int, owner_id: int) -> ExportRecord:
-    table = queries.EXPORT_TABLES.get(fmt)
-    if table is None:
-        raise TaskNotFound(export_id)
     row = conn.execute(
-        queries.get_own_export(table), {"id": export_id, "owner": owner_id}
+        queries.GET_OWN_EXPORT, {"format": fmt, "id": export_id, "owner": owner_id}
     ).fetchone()
     if row is None:
         raise TaskNotFound(export_id)
@@ -336,7 +350,7 @@ def get_export(conn: Conn, fmt: str, export_id: int, owner_id: int) -> ExportRec
 
 
 def list_exports(conn: Conn, owner_id: int, limit: int = 100) -> list[ExportRecord]:
-    rows = conn.execute(queries.list_own_exports(), {"owner": owner_id, "limit": limit}).fetchall()
+    rows = conn.execute(queries.LIST_OWN_EXPORTS, {"owner": owner_id, "limit": limit}).fetchall()
     return [ExportRecord.model_validate(row) for row in rows]
 
 
@@ -369,12 +383,10 @@ def expire(
     locked = conn.execute(queries.TRY_RETENTION_LOCK, {"lock": RETENTION_LOCK_ID}).fetchone()
     if not locked or not locked["locked"]:
         return None
-    files: list[str] = []
-    for table in queries.EXPORT_TABLES.values():
-        rows = conn.execute(
-            queries.expire_exports(table), {"keep": keep_exports, "age": export_age_seconds}
-        ).fetchall()
-        files += [str(row["filename"]) for row in rows]
+    rows = conn.execute(
+        queries.EXPIRE_EXPORTS, {"keep": keep_exports, "age": export_age_seconds}
+    ).fetchall()
+    files = [str(row["filename"]) for row in rows]
     deleted = conn.execute(
         queries.DELETE_OLD_TASKS, {"age": task_age_seconds, "limit": 10_000, "types": types}
     ).fetchall()

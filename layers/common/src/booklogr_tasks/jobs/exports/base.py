@@ -1,7 +1,8 @@
 """What every export shares: reserve an id, stream the file, publish it with its rows.
 
-Publishing records the export's row and lists the file in BookLogr's `files` table, in the
-transaction that marks the task a success, so BookLogr's web app lists every finished export.
+Publishing records the export's row (in the one `exports` table, by format) and lists the file
+in BookLogr's `files` table, in the transaction that marks the task a success, so BookLogr's web
+app lists every finished export.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from booklogr_tasks.core.formats import ExportFormat, register_format
 from booklogr_tasks.core.models import ExportPayload
 from booklogr_tasks.db import tasks
 from booklogr_tasks.db.pool import Conn, pooled
@@ -67,11 +69,15 @@ def run_export(
 
 def stream_copy(conn: Conn, ctx: JobContext, owner_id: int, sink: PendingExport, copy: str) -> int:
     """Move the bytes of `COPY (…) TO STDOUT WITH (FORMAT csv, HEADER true)` into `sink`: the
-    server formats every row (RFC 4180 quoting, UTF-8). Returns the number of data rows."""
+    server formats every row (RFC 4180 quoting, UTF-8). Returns the number of data rows.
+
+    COPY ends its rows with LF; RFC 4180, Python's csv module and so BookLogr's own export end
+    them with CRLF, and so does this. Line breaks inside quoted cells stay as they are (as the
+    csv module leaves them)."""
     rows = -1  # the header is the first chunk
     with conn.cursor() as cur, cur.copy(copy, {"owner": owner_id}) as stream:
-        for chunk in stream:  # one chunk per row
-            sink.write(chunk)
+        for chunk in stream:  # one chunk per row (one CopyData message), ending with its LF
+            sink.write(crlf_ended(chunk))
             rows += 1
             if rows % CHECK_EVERY_ROWS == 0:
                 ctx.check_lost()
@@ -79,12 +85,29 @@ def stream_copy(conn: Conn, ctx: JobContext, owner_id: int, sink: PendingExport,
     return max(rows, 0)
 
 
+def crlf_ended(row: bytes | bytearray | memoryview) -> bytes:
+    """One COPY row with its LF terminator made CRLF."""
+    data = bytes(row)
+    return data[:-1] + b"\r\n" if data.endswith(b"\n") else data
+
+
 def register_export(
-    task_type: str, fmt: str, write: ExportWriter, summary: str, *, snapshot: bool = True
+    task_type: str,
+    fmt: str,
+    write: ExportWriter,
+    summary: str,
+    *,
+    content_type: str,
+    extension: str | None = None,
+    snapshot: bool = True,
 ) -> JobSpec[Any]:
-    """Register an export type: its payload is the owner alone, its job run_export(). A writer
-    that reads everything with one statement (a COPY) passes snapshot=False."""
+    """Register an export type and its format: its payload is the owner alone, its job
+    run_export(), its files `content_type` named `*.<extension>` (default: the format's name).
+    This is all a new format needs; its rows go to the one `exports` table. A writer that reads
+    everything with one statement (a COPY) passes snapshot=False."""
     from booklogr_tasks.jobs import register
+
+    register_format(ExportFormat(fmt, content_type, extension or fmt))
 
     def run(ctx: JobContext, payload: ExportPayload) -> Outcome:
         return run_export(ctx, payload, fmt, write, snapshot)

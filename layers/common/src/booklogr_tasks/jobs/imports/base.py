@@ -9,7 +9,6 @@ import csv
 import gc
 import io
 import re
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,8 +24,17 @@ PROGRESS_EVERY_ROWS = 1000
 _MAX_INT = 2**31 - 1
 _MAX_ROWS_LISTED = 20
 
-# Long reviews exceed the csv module's default 128 KiB per field; the API bounds the file size.
-csv.field_size_limit(max(csv.field_size_limit(), min(sys.maxsize, 64 * 1024 * 1024)))
+# What one row of a file may hold. An import holds one row at a time, so these bound its memory
+# whatever the file's shape (one row of millions of cells, a header of millions of names), and
+# are far past what a library export writes: a row of Goodreads' has 24 to 31 cells, calibre's
+# some 20 plus its custom columns, and the longest review or description is some 100 KB.
+MAX_CELL_CHARS = 512 * 1024
+MAX_ROW_CHARS = 1024 * 1024
+MAX_COLUMNS = 500
+MAX_HEADER_CHARS = 64 * 1024
+
+# The csv module refuses cells past its limit while it reads them (its default is 128 KiB).
+csv.field_size_limit(MAX_CELL_CHARS)
 
 
 @dataclass(slots=True)
@@ -72,24 +80,76 @@ class Record:
         return "" if index is None else self.cells[index]
 
 
+# What a task reports about a file is bounded however many rows it has (the contract's 64 KB
+# for result + error): messages are cut to this length, at most this many kinds are told apart,
+# and this many skipped rows are given as examples.
+_MAX_MESSAGE_CHARS = 300
+_MAX_KINDS = 50
+EXAMPLE_ROWS = 20
+# The values in a reason ('five', "x", row numbers): without them, reasons of one kind are one.
+_VALUES = re.compile(r"'[^']*'|\"[^\"]*\"|[0-9]+")
+
+
+def short(message: str) -> str:
+    """A message as reported: values from the file can make it any length."""
+    return message if len(message) <= _MAX_MESSAGE_CHARS else message[:_MAX_MESSAGE_CHARS] + "…"
+
+
+def reason_kind(reason: str) -> str:
+    """My Rating 'five' is not a number → My Rating … is not a number."""
+    return _VALUES.sub("…", reason)
+
+
 class Remarks:
     """What an import had to map lossily, said once per kind with the rows it concerns."""
 
     def __init__(self) -> None:
         self._rows: dict[str, list[int]] = {}
+        self._counts: dict[str, int] = {}
+        self._more = 0
 
     def add(self, message: str, row: int) -> None:
-        self._rows.setdefault(message, []).append(row)
+        message = short(message)
+        rows = self._rows.get(message)
+        if rows is None:
+            if len(self._rows) >= _MAX_KINDS:
+                self._more += 1
+                return
+            rows = self._rows[message] = []
+        self._counts[message] = self._counts.get(message, 0) + 1
+        if len(rows) < _MAX_ROWS_LISTED:
+            rows.append(row)
 
     def messages(self) -> list[str]:
         out = []
         for message, rows in self._rows.items():
-            listed = ", ".join(str(r) for r in rows[:_MAX_ROWS_LISTED])
-            more = (
-                f" and {len(rows) - _MAX_ROWS_LISTED} more" if len(rows) > _MAX_ROWS_LISTED else ""
-            )
-            out.append(f"{message} (row{'s' if len(rows) > 1 else ''} {listed}{more})")
+            count = self._counts[message]
+            listed = ", ".join(str(r) for r in rows)
+            more = f" and {count - len(rows)} more" if count > len(rows) else ""
+            out.append(f"{message} (row{'s' if count > 1 else ''} {listed}{more})")
+        if self._more:
+            out.append(f"{self._more} more remarks of other kinds")
         return out
+
+
+class Skipped:
+    """Rows an import skipped, summarised: how many, how many per kind of reason, and the
+    first EXAMPLE_ROWS as examples, so a file of 200,000 duplicates reports in a few KB."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.examples: list[dict[str, Any]] = []
+        self.kinds: dict[str, int] = {}
+
+    def add(self, row: int, reason: str) -> None:
+        self.count += 1
+        reason = short(reason)
+        if len(self.examples) < EXAMPLE_ROWS:
+            self.examples.append({"row": row, "reason": reason})
+        kind = reason_kind(reason)
+        if kind not in self.kinds and len(self.kinds) >= _MAX_KINDS:
+            kind = "other reasons"
+        self.kinds[kind] = self.kinds.get(kind, 0) + 1
 
 
 # Turns one record into a book; raises RowInvalid for a row it cannot read.
@@ -136,7 +196,7 @@ def parse(source: str | BinaryIO, fmt: ImportFormat, progress: Progress | None =
     reading = Reading(fmt)
     with no_cyclic_gc():
         books = list(books_of(as_stream(source), reading, progress))
-    return Parsed(books, reading.rows, reading.invalid, reading.remarks.messages())
+    return Parsed(books, reading.rows, reading.invalid.examples, reading.remarks.messages())
 
 
 def as_stream(source: str | BinaryIO) -> BinaryIO:
@@ -154,8 +214,15 @@ class Reading:
     fmt: ImportFormat
     rows: int = 0
     books: int = 0
-    invalid: list[dict[str, Any]] = field(default_factory=list)
+    invalid: Skipped = field(default_factory=Skipped)
     remarks: Remarks = field(default_factory=Remarks)
+
+    def invalid_summary(self) -> dict[str, Any]:
+        return {
+            "skipped_invalid": self.invalid.examples,
+            "invalid_rows": self.invalid.count,
+            "invalid_reasons": self.invalid.kinds,
+        }
 
     def check_any_read(self) -> None:
         """JobError for a file without a book: no data rows, or none readable."""
@@ -167,7 +234,7 @@ class Reading:
         if self.books == 0:
             raise JobError(
                 f"none of the {self.rows} rows of this {self.fmt.name} could be read",
-                {"imported": 0, "rows": self.rows, "skipped_invalid": self.invalid},
+                {"imported": 0, "rows": self.rows, **self.invalid_summary()},
             )
 
 
@@ -177,7 +244,7 @@ def books_of(
     """The file's books, converted as they are read (only the current row is in memory).
     Rows that cannot be read go to `reading.invalid`; at the end, JobError if no row was a book.
     """
-    size = _size_of(source)
+    size = size_of(source)
     for record in read_records(source, reading.fmt):
         reading.rows += 1
         if progress is not None and reading.rows % PROGRESS_EVERY_ROWS == 0:
@@ -187,14 +254,14 @@ def books_of(
                 raise RowInvalid(record.problem)
             book = reading.fmt.convert(record, reading.remarks)
         except RowInvalid as exc:
-            reading.invalid.append({"row": record.row, "reason": str(exc)})
+            reading.invalid.add(record.row, str(exc))
             continue
         reading.books += 1
         yield book
     reading.check_any_read()
 
 
-def _size_of(source: BinaryIO) -> int | None:
+def size_of(source: BinaryIO) -> int | None:
     if not source.seekable():
         return None
     here = source.tell()
@@ -213,15 +280,17 @@ def _estimate(rows: int, source: BinaryIO, size: int | None) -> int | None:
 
 def read_records(source: str | BinaryIO, fmt: ImportFormat) -> Iterator[Record]:
     """The data rows, one at a time; JobError (at the first row or where the CSV breaks) when
-    the file is not a readable `fmt`."""
+    the file is not a readable `fmt` or a row is past the limits (MAX_*)."""
     # utf-8-sig drops the BOM that Excel, Goodreads and calibre write; newline="" leaves line
     # breaks inside quoted cells to the csv module.
     text = io.TextIOWrapper(as_stream(source), encoding="utf-8-sig", errors="replace", newline="")
-    reader = csv.reader(_checked_lines(text), strict=True)
+    lines = Lines(text)
+    reader = csv.reader(lines, strict=True)
     try:
         header = next(reader, None)
         if header is None or not any(cell.strip() for cell in header):
             raise JobError(f"the file is empty: expected a {fmt.name} with a header row")
+        _check_width(header, 1)
         columns = [cell.strip() for cell in header]
         folded = {c.casefold() for c in columns}
         missing = [c for c in fmt.required if c.casefold() not in folded]
@@ -230,24 +299,69 @@ def read_records(source: str | BinaryIO, fmt: ImportFormat) -> Iterator[Record]:
                 f"this is not a {fmt.name}: required column{'s' if len(missing) > 1 else ''} "
                 f"missing: {', '.join(missing)}"
             )
-        yield from _records(reader, columns)
+        yield from _records(reader, columns, lines)
     except csv.Error as exc:
+        if "field larger than field limit" in str(exc):
+            raise JobError(
+                f"row {lines.row} has a cell longer than {MAX_CELL_CHARS:,} characters, the "
+                "most an import reads in one cell; nothing was imported"
+            ) from None
         raise JobError(f"the file is not readable CSV (row {reader.line_num}): {exc}") from exc
     finally:
         text.detach()  # the caller owns (and closes) the byte stream
 
 
-def _checked_lines(text: Iterator[str]) -> Iterator[str]:
-    """Lines PostgreSQL can store: UTF-8 without NUL. Bytes that were not UTF-8 reach us as
-    U+FFFD replacement characters."""
-    for number, line in enumerate(text, start=1):
+class Lines:
+    """The file's lines for the csv reader, checked as they are read: UTF-8 without NUL (what
+    PostgreSQL can store; bytes that were not UTF-8 reach us as U+FFFD), and no row (which may
+    span lines) longer than MAX_ROW_CHARS, or MAX_HEADER_CHARS for the header. A line is read
+    at most that far, so a file of one endless line costs no more than the limit."""
+
+    def __init__(self, text: io.TextIOWrapper) -> None:
+        self.text = text
+        self.line = 0
+        self.row = 1  # the row being read, as a spreadsheet numbers it (the header is 1)
+        self._row_chars = 0
+
+    def __iter__(self) -> Lines:
+        return self
+
+    def __next__(self) -> str:
+        limit = MAX_HEADER_CHARS if self.row == 1 else MAX_ROW_CHARS
+        line = self.text.readline(limit - self._row_chars + 1)
+        if not line:
+            raise StopIteration
+        self.line += 1
+        self._row_chars += len(line)
+        if self._row_chars > limit:
+            what = "the header row" if self.row == 1 else f"row {self.row}"
+            raise JobError(
+                f"{what} is longer than {limit:,} characters, the most an import reads in one "
+                "row; nothing was imported"
+            )
         if "\ufffd" in line or "\x00" in line:
             what = "is not valid UTF-8" if "\ufffd" in line else "contains NUL characters"
-            raise JobError(f"the file {what} (line {number}); save it as UTF-8 text and try again")
-        yield line
+            raise JobError(
+                f"the file {what} (line {self.line}); save it as UTF-8 text and try again"
+            )
+        return line
+
+    def next_row(self) -> None:
+        """The csv reader returned a row: what follows is the next one."""
+        self.row += 1
+        self._row_chars = 0
 
 
-def _records(reader: Iterator[list[str]], columns: list[str]) -> Iterator[Record]:
+def _check_width(cells: list[str], row: int) -> None:
+    if len(cells) > MAX_COLUMNS:
+        what = "the header row" if row == 1 else f"row {row}"
+        raise JobError(
+            f"{what} has {len(cells):,} cells, more than the {MAX_COLUMNS} an import reads; "
+            "nothing was imported"
+        )
+
+
+def _records(reader: Iterator[list[str]], columns: list[str], lines: Lines) -> Iterator[Record]:
     # Names as written and casefolded; a repeated column name counts once, first wins.
     index: dict[str, int] = {}
     for position, name in enumerate(columns):
@@ -255,9 +369,12 @@ def _records(reader: Iterator[list[str]], columns: list[str]) -> Iterator[Record
     for name in columns:
         index.setdefault(name, index[name.casefold()])
     width = len(columns)
+    lines.next_row()
     for row, cells in enumerate(reader, start=2):
+        lines.next_row()
         if not cells:
             continue  # a blank line holds no row
+        _check_width(cells, row)
         if len(cells) < width or (len(cells) > width and any(c.strip() for c in cells[width:])):
             problem = f"the row has {len(cells)} cells where the header has {width}"
             yield Record(row, [], {}, problem)

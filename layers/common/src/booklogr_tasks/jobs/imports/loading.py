@@ -24,17 +24,20 @@ from psycopg.rows import tuple_row
 from booklogr_tasks.core.errors import JobError, UploadMissing
 from booklogr_tasks.core.models import ImportPayload
 from booklogr_tasks.core.observability import logger
-from booklogr_tasks.db.files import table_exists
+from booklogr_tasks.db.files import check_owner_is_user, table_exists
 from booklogr_tasks.db.pool import Conn, connect
 from booklogr_tasks.jobs.base import JobContext, JobSpec, Outcome
 from booklogr_tasks.jobs.imports.base import (
     BookIn,
     ImportFormat,
     Reading,
+    Skipped,
     as_stream,
     books_of,
     no_cyclic_gc,
+    size_of,
 )
+from booklogr_tasks.jobs.imports.budget import IMPORTS
 from booklogr_tasks.jobs.imports.duplicates import Seen
 from booklogr_tasks.storage import export_store
 
@@ -96,8 +99,20 @@ def run_import(ctx: JobContext, payload: ImportPayload, fmt: ImportFormat) -> Ou
 def load_file(
     ctx: JobContext, conn: Conn, payload: ImportPayload, fmt: ImportFormat
 ) -> dict[str, Any]:
+    """Before its first statement (no transaction is open while it waits), the import takes
+    its share of the listener's memory budget."""
+    with open_file(ctx, payload) as source:
+        size = size_of(source)
+        with IMPORTS.reserve(ctx, ctx.settings.max_upload_bytes if size is None else size):
+            return _load(ctx, conn, payload, fmt, source)
+
+
+def _load(
+    ctx: JobContext, conn: Conn, payload: ImportPayload, fmt: ImportFormat, source: BinaryIO
+) -> dict[str, Any]:
     owner = payload.owner_id
     conn.execute(LOCK_OWNER, {"owner": owner})
+    check_owner_is_user(conn, owner)
     ensure_profile(conn, owner)
     # Read under the lock: no other import of this owner can add a book until this one commits.
     seen = None if payload.allow_duplicates else library(conn, owner)
@@ -111,12 +126,11 @@ def load_file(
         ctx.report_progress(done, total)
 
     reading = Reading(fmt)
-    duplicates: list[dict[str, Any]] = []
+    duplicates = Skipped()
     notes: list[Note] = []
     sessions: list[Session] = []
     imported = 0
     with (
-        open_file(ctx, payload) as source,
         no_cyclic_gc(),
         BookIds(ctx.settings.database_url) as ids,
         conn.cursor() as cur,
@@ -126,7 +140,7 @@ def load_file(
                 if seen is not None:
                     reason = seen.check(b.isbn, b.title, b.author, b.row)
                     if reason is not None:
-                        duplicates.append({"row": b.row, "reason": reason})
+                        duplicates.add(b.row, reason)
                         continue
                 book_id = ids.next()
                 copy.write_row(
@@ -153,9 +167,10 @@ def load_file(
         "imported": imported,
         "book_notes": len(notes),
         "reading_sessions": len(sessions),
-        "skipped_duplicates": len(duplicates),
-        "duplicate_rows": duplicates,
-        "skipped_invalid": reading.invalid,
+        "skipped_duplicates": duplicates.count,
+        "duplicate_rows": duplicates.examples,
+        "duplicate_reasons": duplicates.kinds,
+        **reading.invalid_summary(),
         "notes": reading.remarks.messages(),
     }
 
