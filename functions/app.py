@@ -276,6 +276,13 @@ def upload_file() -> Response:
     )
 
 
+@app.route("/v1/uploads", methods=["POST"])
+@handled
+def direct_upload() -> Response:
+    settings, user = _caller()
+    return _json(201, files.direct_upload(settings, user))
+
+
 def _download(found: api.ExportFile | api.ExportLink) -> Response:
     """A stored file as an attachment, or (S3) a redirect to a short-lived link to it."""
     if isinstance(found, api.ExportLink):

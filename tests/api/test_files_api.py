@@ -3,6 +3,7 @@ BookLogr's own), upload an import as multipart/form-data (200 / 422 / 202, 4xx f
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from urllib.parse import urlparse
 
 import boto3
 import pytest
+import requests
 from booklogr_tasks.core.settings import Settings, get_settings
 from booklogr_tasks.db.pool import connect
 from booklogr_tasks.http import routes as api
@@ -385,3 +387,71 @@ def test_an_upload_over_the_pending_task_cap_is_429_and_keeps_no_file(
     assert response.headers["Retry-After"]
     assert len(uploads_in(export_folder)) == 1  # the first task's file only
     assert conn.execute("SELECT count(*) AS n FROM tasks").fetchone()["n"] == 1
+
+
+# --- POST /v1/uploads: a file straight to S3, past API Gateway's 10 MB -------------------------
+
+
+def test_a_direct_upload_goes_to_s3_and_imports_through_a_task(
+    client: Any, conn: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAX_UPLOAD_BYTES", "4096")
+    get_settings.cache_clear()
+    answer = client.post("/v1/uploads", headers=bearer(5))
+    assert answer.status_code == 201, answer.body
+    form = json.loads(answer.body)
+    assert form["file"].startswith("uploads/5/") and form["max_bytes"] == 4096
+
+    # S3 itself holds the form to its limits (moto does not check a policy; S3 does).
+    policy = json.loads(base64.b64decode(form["fields"]["policy"]))
+    assert ["content-length-range", 1, 4096] in policy["conditions"]
+    assert {"key": form["file"]} in policy["conditions"]
+
+    posted = requests.post(
+        form["url"],
+        data=form["fields"],
+        files={"file": ("library.csv", BOOKLOGR_CSV.encode())},
+        timeout=10,
+    )
+    assert posted.status_code == 204, posted.text
+    created = client.post(
+        "/v1/tasks",
+        headers={**bearer(5), "Content-Type": "application/json"},
+        body=json.dumps({"type": "booklogr_csv_import", "data": {"file": form["file"]}}),
+    )
+    assert created.status_code == 202, created.body
+    task_id = json.loads(created.body)["task_id"]
+    Runner(get_settings(), "files-test-worker").run_by_id(task_id)
+
+    assert task_row(conn, task_id)["status"] == "success"
+    titles = conn.execute("SELECT title FROM books WHERE owner_id = 5 ORDER BY id").fetchall()
+    assert [t["title"] for t in titles] == ["Dune", "Emma"]
+
+
+def test_another_users_direct_upload_cannot_be_named(client: Any, bucket: str) -> None:
+    form = json.loads(client.post("/v1/uploads", headers=bearer(5)).body)
+    created = client.post(
+        "/v1/tasks",
+        headers={**bearer(6), "Content-Type": "application/json"},
+        body=json.dumps({"type": "booklogr_csv_import", "data": {"file": form["file"]}}),
+    )
+    assert "file" in error_of(created, 422)["message"]
+
+
+def test_direct_uploads_past_the_quota_are_413(
+    client: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    boto3.client("s3").put_object(Bucket=bucket, Key="uploads/5/" + "a" * 32, Body=b"x" * 100)
+    monkeypatch.setenv("UPLOAD_QUOTA_BYTES", "100")
+    get_settings.cache_clear()
+    assert error_of(client.post("/v1/uploads", headers=bearer(5)), 413)["error"] == (
+        "upload_quota_exceeded"
+    )
+    assert client.post("/v1/uploads", headers=bearer(6)).status_code == 201
+
+
+def test_direct_uploads_need_s3_and_a_token(client: Any) -> None:
+    assert (
+        "POST /v1/files" in error_of(client.post("/v1/uploads", headers=bearer(5)), 404)["message"]
+    )
+    error_of(client.post("/v1/uploads"), 401)

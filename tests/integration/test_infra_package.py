@@ -148,11 +148,18 @@ def test_exports_bucket_is_private_and_aborts_abandoned_uploads(template: dict[s
     props = bucket["Properties"]
     assert all(props["PublicAccessBlockConfiguration"].values())
     assert len(props["PublicAccessBlockConfiguration"]) == 4
-    (rule,) = props["LifecycleConfiguration"]["Rules"]
-    assert rule["Status"] == "Enabled"
-    # Retention keeps each user's newest exports however old: S3 must not expire them.
-    assert "ExpirationInDays" not in rule
-    assert rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] >= 1
+    rules = {rule["Id"]: rule for rule in props["LifecycleConfiguration"]["Rules"]}
+    assert all(rule["Status"] == "Enabled" for rule in rules.values())
+    abort = rules["abort-abandoned-uploads"]
+    assert abort["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] >= 1
+    # Retention keeps each user's newest exports however old: S3 expires only uploads.
+    assert "ExpirationInDays" not in abort and "Prefix" not in abort
+    expire = rules["expire-unclaimed-uploads"]
+    assert expire["Prefix"] == "uploads/" and expire["ExpirationInDays"] >= 2
+    assert set(rules) == {"abort-abandoned-uploads", "expire-unclaimed-uploads"}
+    # A browser may post a direct upload's signed form; nothing else crosses origins.
+    (cors,) = props["CorsConfiguration"]["CorsRules"]
+    assert cors["AllowedMethods"] == ["POST"]
 
 
 def test_function_permissions_reach_the_exports_bucket_only(template: dict[str, Any]) -> None:

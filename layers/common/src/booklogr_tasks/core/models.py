@@ -78,8 +78,9 @@ def _document_csv_as_required(schema: dict[str, Any]) -> None:
 class ImportPayload(OwnerPayload):
     """The file to import: its text (`csv`), or the key of a stored upload (`file`).
 
-    The API documents `csv` only: `file` names an upload that this service stored itself (the
-    `/v1/files` upload, or a `csv` the API moved out of the task), so no client needs to send it.
+    `file` names an upload of the owner's in the store: one posted straight to S3 with the form
+    of POST /v1/uploads, a POST /v1/files upload, or a `csv` the API moved out of the task. The
+    document describes `file` with POST /v1/uploads: no value a client could guess is valid.
     """
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=_document_csv_as_required)

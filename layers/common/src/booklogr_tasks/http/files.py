@@ -118,6 +118,40 @@ def ensure_quota(settings: Settings, owner_id: int, size: int) -> None:
         )
 
 
+class DirectUploadView(BaseModel):
+    """A form to post one file with, straight to the store (S3), and the key that names it."""
+
+    url: str
+    fields: dict[str, str]
+    file: str
+    max_bytes: int
+    expires_in: int
+
+
+def direct_upload(settings: Settings, owner_id: int) -> DirectUploadView:
+    """Where a file larger than a request through API Gateway may be goes: the client posts it
+    to S3 with the form, then names `file` in an import task's data."""
+    store = export_store(settings)
+    room = settings.upload_quota_bytes - store.upload_usage(owner_id)
+    if room <= 0:
+        ensure_quota(settings, owner_id, 1)  # raises, with the sentence every upload gets
+    key = upload_key(owner_id)
+    max_bytes = min(settings.max_upload_bytes, room)
+    form = store.direct_upload(key, max_bytes, settings.download_url_seconds)
+    if form is None:
+        raise NotFound(
+            "Files go straight to storage only where they are kept in S3; here, upload the "
+            "file to POST /v1/files."
+        )
+    return DirectUploadView(
+        url=form.url,
+        fields=form.fields,
+        file=key,
+        max_bytes=max_bytes,
+        expires_in=settings.download_url_seconds,
+    )
+
+
 class UploadSink:
     """One upload's form, written as its body arrives: the file part to the store under a new
     key of the owner's, the other fields kept. write() each piece of the body, then finish(),

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
 from booklogr_tasks.core.errors import UploadTooLarge
@@ -60,6 +61,14 @@ def download_name(fmt: str, export_id: int) -> str:
 def upload_key(owner_id: int) -> str:
     """A new, unguessable key for a file this owner uploads."""
     return f"{UPLOADS}/{owner_id}/{uuid.uuid4().hex}"
+
+
+@dataclass(frozen=True)
+class DirectUpload:
+    """Where a client posts a file itself: `url`, with `fields` as the form's first parts."""
+
+    url: str
+    fields: dict[str, str]
 
 
 def copy_upload(source: BinaryIO, pending: PendingExport, max_bytes: int) -> int:
@@ -114,6 +123,10 @@ class ExportStore(Protocol):
 
     def open_upload(self, key: str) -> BinaryIO:
         """The stored upload, to read as a stream; UploadMissing when there is none."""
+
+    def direct_upload(self, key: str, max_bytes: int, expires: int) -> DirectUpload | None:
+        """A form a client posts a file of at most `max_bytes` with, straight to the store under
+        `key`, for `expires` seconds; None when the store takes files only through the API."""
 
     def discard_leftovers(self, owner_id: int, fmt: str, task_id: int) -> int:
         """Delete files that earlier attempts at this task left (none of them has a row)."""

@@ -140,6 +140,9 @@ class LocalFolderStore:
         except FileNotFoundError:
             raise UploadMissing(key) from None
 
+    def direct_upload(self, key: str, max_bytes: int, expires: int) -> None:
+        return None  # a folder has no address of its own: files come through POST /v1/files
+
     def _upload_path(self, key: str) -> str:
         if not is_upload_key(key):
             raise ValueError(f"not an upload key: {key!r}")

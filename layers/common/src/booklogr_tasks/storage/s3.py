@@ -25,6 +25,7 @@ from booklogr_tasks.core.models import UPLOADS, is_upload_key
 from booklogr_tasks.storage.base import (
     UPLOAD_CHUNK,
     UPLOAD_CONTENT_TYPE,
+    DirectUpload,
     copy_upload,
     download_name,
     legacy_task_prefix,
@@ -161,6 +162,21 @@ class S3ExportStore:
         except self.client.exceptions.NoSuchKey:
             raise UploadMissing(key) from None
         return io.BufferedReader(_BodyReader(body), buffer_size=UPLOAD_CHUNK)
+
+    def direct_upload(self, key: str, max_bytes: int, expires: int) -> DirectUpload:
+        """A presigned POST: S3 itself refuses a file over `max_bytes` or another key."""
+        _check_upload_key(key)
+        post = self.client.generate_presigned_post(
+            Bucket=self.bucket,
+            Key=key,
+            Fields={"Content-Type": UPLOAD_CONTENT_TYPE},
+            Conditions=[
+                {"Content-Type": UPLOAD_CONTENT_TYPE},
+                ["content-length-range", 1, max_bytes],
+            ],
+            ExpiresIn=expires,
+        )
+        return DirectUpload(url=post["url"], fields=dict(post["fields"]))
 
     def discard_leftovers(self, owner_id: int, fmt: str, task_id: int) -> int:
         return sum(
