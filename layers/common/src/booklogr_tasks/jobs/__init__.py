@@ -32,6 +32,7 @@ def _load_builtin_jobs() -> None:
     import booklogr_tasks.jobs.exports.goodreads  # noqa: F401
     from booklogr_tasks.jobs.exports import csv, html, json  # noqa: F401
     from booklogr_tasks.jobs.imports import (  # noqa: F401
+        backup,
         booklogr_csv,
         calibre,
         goodreads,
