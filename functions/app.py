@@ -17,7 +17,7 @@ from typing import Any
 from booklogr_tasks.core.errors import ApiError, ConnectionLost, NotFound
 from booklogr_tasks.core.observability import log_context, logger, tracer
 from booklogr_tasks.core.settings import Settings, get_settings
-from booklogr_tasks.http import cors, files
+from booklogr_tasks.http import cors, files, schedules
 from booklogr_tasks.http import routes as api
 from booklogr_tasks.http.auth import authenticate
 from booklogr_tasks.http.serving import (
@@ -274,6 +274,28 @@ def upload_file() -> Response:
         Location=f"/v1/tasks/{answer.task_id}",
         **{"Retry-After": str(api.RETRY_AFTER_SECONDS)},
     )
+
+
+@app.route("/v1/schedules", methods=["GET"])
+@handled
+def list_schedules() -> Response:
+    settings, user = _caller()
+    return _json(200, schedules.list_schedules(settings, user))
+
+
+@app.route("/v1/schedules/{format}", methods=["PUT"])
+@handled
+def put_schedule(format: str) -> Response:
+    settings, user = _caller()
+    return _json(200, schedules.put_schedule(settings, user, format, _request().raw_body))
+
+
+@app.route("/v1/schedules/{format}", methods=["DELETE"])
+@handled
+def delete_schedule(format: str) -> Response:
+    settings, user = _caller()
+    schedules.delete_schedule(settings, user, format)
+    return Response(body="", status_code=204)
 
 
 def _download(found: api.ExportFile | api.ExportLink) -> Response:
