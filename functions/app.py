@@ -33,7 +33,8 @@ from booklogr_tasks.http.serving import (
 )
 from booklogr_tasks.jobs import REGISTRY
 from booklogr_tasks.worker.runner import run_task
-from chalice import Chalice, Response
+from booklogr_tasks.worker.scheduler import run_schedules
+from chalice import Chalice, Rate, Response
 from chalice.app import Request
 from pydantic import BaseModel
 
@@ -362,6 +363,19 @@ def _task_function(task_type: str) -> Callable[[Any, Any], dict[str, Any]]:
 for _task_type in sorted(REGISTRY):
     _handler = _task_function(_task_type)
     globals()[_handler.__name__] = app.lambda_function(name=_task_type)(_handler)
+
+
+# --- the scheduler: due export schedules become tasks (deployed: an EventBridge schedule) -----
+
+# The listener's scheduler ticks every few seconds; on AWS this function runs as often as
+# EventBridge schedules allow cheaply, and the same code makes one task per due schedule.
+SCHEDULER_RATE_MINUTES = 2
+
+
+@app.schedule(Rate(SCHEDULER_RATE_MINUTES, unit=Rate.MINUTES), name="scheduler")
+def run_scheduler(event: Any) -> dict[str, Any]:
+    run = run_schedules(get_settings())
+    return {"created": [t.id for t in run.created], "waiting": run.waiting}
 
 
 # --- preflights: an OPTIONS route beside every route above (keep this block last) ---------------
