@@ -263,6 +263,7 @@ def test_an_eventbridge_schedule_runs_the_scheduler_every_few_minutes(
         "VALUES (5, 'csv', 'day', 3, now())"
     )
     module, attribute = scheduler["Handler"].split(".")
+    assert module == "app"
     handler = getattr(load_app(), attribute)
     scheduled_event = {  # as EventBridge sends it
         "version": "0",
