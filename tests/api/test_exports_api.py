@@ -27,7 +27,8 @@ def run_export(conn: Any, owner: int, task_type: str = "csv_export") -> dict[str
     row = conn.execute(
         "SELECT r.result FROM task_results r WHERE r.task_id = %s", (task_id,)
     ).fetchone()
-    # The stored name: ids and a random part (every export table is named after its task type).
+    # The stored name: ids and a random part (every format's rows are readable under the view named
+    # after its task type).
     stored = conn.execute(
         sql.SQL("SELECT filename FROM {} WHERE task_id = %s").format(sql.Identifier(task_type)),
         (task_id,),
@@ -80,7 +81,7 @@ def test_download_is_the_file_as_an_attachment(client: Any, conn: Any, export_fo
 
 
 def test_every_format_is_listed_and_downloads_with_its_type(client: Any, conn: Any) -> None:
-    from booklogr_tasks.db.queries import EXPORT_TABLES
+    from booklogr_tasks.core.formats import export_formats
     from booklogr_tasks.http.routes import openapi_document
 
     seed_books(conn, owner_id=5, count=2)
@@ -90,7 +91,7 @@ def test_every_format_is_listed_and_downloads_with_its_type(client: Any, conn: A
         "json": ("application/json", ".json"),
         "goodreads": ("text/csv", ".goodreads.csv"),
     }
-    assert set(kinds) == set(EXPORT_TABLES)
+    assert set(kinds) == set(export_formats())
     made = {fmt: run_export(conn, 5, f"{fmt}_export") for fmt in kinds}
 
     items = json.loads(client.get("/v1/exports", headers=bearer(5)).body)["items"]
@@ -116,9 +117,9 @@ def test_every_format_is_listed_and_downloads_with_its_type(client: Any, conn: A
         for p in doc["paths"]["/v1/exports/{format}/{id}"]["get"]["parameters"]
         if p["name"] == "format"
     ]
-    assert param["schema"]["enum"] == list(EXPORT_TABLES)
-    assert doc["components"]["schemas"]["Export"]["properties"]["format"]["enum"] == list(
-        EXPORT_TABLES
+    assert param["schema"]["enum"] == export_formats()
+    assert doc["components"]["schemas"]["Export"]["properties"]["format"]["enum"] == (
+        export_formats()
     )
 
 

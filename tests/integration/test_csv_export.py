@@ -149,7 +149,7 @@ def test_failure_in_the_database_leaves_no_file_and_no_row(
 ) -> None:
     seed_books(conn, owner_id=5, count=3)
     # Make the success transaction fail after the file is written.
-    conn.execute("ALTER TABLE csv_export ADD CONSTRAINT no_rows CHECK (owner_id < 0)")
+    conn.execute("ALTER TABLE exports ADD CONSTRAINT no_rows CHECK (owner_id < 0)")
     task_id = insert_task(conn, "csv_export", {"owner_id": 5}, 5)
     assert Runner(settings, "w").run_by_id(task_id) == "failure"
     _assert_failed_and_nothing_written(conn, export_folder, task_id, "internal error")

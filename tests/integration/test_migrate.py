@@ -54,3 +54,51 @@ def test_unmigrated_database_is_named_with_the_command_to_run(empty_db_url: str)
         check_schema(conn)
     assert "booklogr-tasks migrate" in str(err.value)
     assert str(LATEST_VERSION) in str(err.value)
+
+
+def test_per_format_export_tables_move_into_one_table_and_stay_readable(
+    empty_db_url: str,
+) -> None:
+    """A database from before 0014 (one table per format) keeps every export, id and all, and
+    its `<format>_export` names keep reading and writing them."""
+    from booklogr_tasks.db.migrate import available_migrations
+
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE booklogr_tasks_migrations (version integer PRIMARY KEY, "
+            "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for m in available_migrations():
+            if m.version < 14:
+                conn.execute(m.sql.encode())
+                conn.execute(
+                    "INSERT INTO booklogr_tasks_migrations (version, name) VALUES (%s, %s)",
+                    (m.version, m.name),
+                )
+        conn.execute(
+            "INSERT INTO csv_export (filename, owner_id) VALUES ('a.csv', 1), ('b.csv', 2)"
+        )
+        conn.execute("INSERT INTO goodreads_export (filename, owner_id) VALUES ('g.csv', 1)")
+
+    assert migrate(empty_db_url)[0].startswith("0014")
+
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT format, id, filename, owner_id FROM exports ORDER BY format, id"
+        ).fetchall()
+        assert rows == [
+            ("csv", 1, "a.csv", 1),
+            ("csv", 2, "b.csv", 2),
+            ("goodreads", 1, "g.csv", 1),
+        ]
+        assert conn.execute("SELECT filename FROM goodreads_export").fetchall() == [("g.csv",)]
+        # Writes through the old names land in the one table, with ids past every moved one.
+        (new_id,) = conn.execute(
+            "INSERT INTO html_export (filename, owner_id) VALUES ('r.html', 3) RETURNING id"
+        ).fetchone()
+        assert new_id == 3
+        assert conn.execute("SELECT format FROM exports WHERE id = 3").fetchall() == [("html",)]
+        conn.execute("UPDATE csv_export SET filename = 'c.csv' WHERE id = 2")
+        assert conn.execute(
+            "SELECT filename FROM exports WHERE format = 'csv' AND id = 2"
+        ).fetchone() == ("c.csv",)

@@ -34,7 +34,7 @@ def get_file(conn: Conn, owner_id: int, filename: str) -> FileRecord | None:
 def export_of_file(conn: Conn, owner_id: int, filename: str) -> ExportRecord | None:
     """The export this service stored under that name; None for BookLogr's own files."""
     row = conn.execute(
-        queries.get_own_export_by_filename(), {"owner": owner_id, "filename": filename}
+        queries.GET_OWN_EXPORT_BY_FILENAME, {"owner": owner_id, "filename": filename}
     ).fetchone()
     return None if row is None else ExportRecord.model_validate(row)
 

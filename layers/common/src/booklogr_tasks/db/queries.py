@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from typing import LiteralString
 
-from psycopg import sql
-
 TASK_COLUMNS = (
     "id, type, data, status, worker, created_at, updated_on, created_by, error, attempts, run_after"
 )
@@ -224,14 +222,7 @@ QUEUE_OLDEST: LiteralString = f"""
 SELECT {TASK_COLUMNS} FROM tasks
  WHERE status = %(status)s ORDER BY id LIMIT %(limit)s"""
 
-# --- export tables: one per format, all of one shape -------------------------------------------
-
-EXPORT_TABLES: dict[str, str] = {
-    "csv": "csv_export",
-    "html": "html_export",
-    "json": "json_export",
-    "goodreads": "goodreads_export",
-}
+# --- exports: one table, a row per finished file, `format` telling the formats apart ----------
 
 # Export ids are reserved before the file is written so its name can carry the id; the row
 # itself is only inserted, with that id, in the transaction that marks the task a success.
@@ -239,61 +230,32 @@ EXPORT_TABLES: dict[str, str] = {
 # total), before its rows are read (in the same snapshot where the export reads with more than
 # one statement: tasks.export_reads; nextval is why that transaction is not READ ONLY).
 START_EXPORT: LiteralString = """
-SELECT nextval(pg_get_serial_sequence(%(table)s, 'id')) AS id,
+SELECT nextval(pg_get_serial_sequence('exports', 'id')) AS id,
        (SELECT count(*) FROM books WHERE owner_id = %(owner)s) AS books"""
 
-# Export table names come from EXPORT_TABLES only, never from a request, and are composed as
-# identifiers by psycopg.sql.
 # An export's row and its line in BookLogr's `files`, in one statement (it runs once per export,
-# in the group commit). Composed once per table, as text: psycopg caches a text query's
-# conversion, not a Composed one's, which cost ~0.1 ms per export.
-_INSERT_EXPORT = sql.SQL("""
+# in the group commit).
+INSERT_EXPORT: LiteralString = """
 WITH export AS (
-    INSERT INTO {table} (id, filename, owner_id, task_id)
-    VALUES (%(id)s, %(filename)s, %(owner)s, %(task_id)s)
+    INSERT INTO exports (format, id, filename, owner_id, task_id)
+    VALUES (%(format)s, %(id)s, %(filename)s, %(owner)s, %(task_id)s)
 )
 INSERT INTO files (filename, owner_id, created_at)
-VALUES (%(filename)s, %(owner)s, now() AT TIME ZONE 'UTC')""")
+VALUES (%(filename)s, %(owner)s, now() AT TIME ZONE 'UTC')"""
 
-_SELECT_EXPORT = sql.SQL("""
-SELECT id, {format} AS format, filename, owner_id, created_at, task_id FROM {table}
- WHERE owner_id = %(owner)s""")
+_SELECT_EXPORT: LiteralString = """
+SELECT id, format, filename, owner_id, created_at, task_id FROM exports
+ WHERE owner_id = %(owner)s"""
 
+GET_OWN_EXPORT: LiteralString = _SELECT_EXPORT + " AND format = %(format)s AND id = %(id)s"
 
-_INSERT_EXPORTS: dict[str, str] = {
-    table: _INSERT_EXPORT.format(table=sql.Identifier(table)).as_string()
-    for table in EXPORT_TABLES.values()
-}
+# Every format's exports of one owner, newest first.
+LIST_OWN_EXPORTS: LiteralString = (
+    _SELECT_EXPORT + " ORDER BY created_at DESC, id DESC LIMIT %(limit)s"
+)
 
-
-def insert_export(table: str) -> str:
-    _known_table(table)
-    return _INSERT_EXPORTS[table]
-
-
-def get_own_export(table: str) -> sql.Composed:
-    fmt = next(f for f, t in EXPORT_TABLES.items() if t == table)
-    return sql.SQL("{select} AND id = %(id)s").format(
-        select=_SELECT_EXPORT.format(table=_known_table(table), format=sql.Literal(fmt))
-    )
-
-
-def list_own_exports() -> sql.Composed:
-    """Every format's exports of one owner, newest first."""
-    parts = [
-        _SELECT_EXPORT.format(table=_known_table(table), format=sql.Literal(fmt))
-        for fmt, table in EXPORT_TABLES.items()
-    ]
-    return sql.SQL("{} ORDER BY created_at DESC, id DESC LIMIT %(limit)s").format(
-        sql.SQL(" UNION ALL ").join(parts)
-    )
-
-
-def _known_table(table: str) -> sql.Identifier:
-    if table not in EXPORT_TABLES.values():
-        raise ValueError(f"not an export table: {table!r}")
-    return sql.Identifier(table)
-
+# The owner's export (of any format) stored under this key, if this service made it.
+GET_OWN_EXPORT_BY_FILENAME: LiteralString = _SELECT_EXPORT + " AND filename = %(filename)s LIMIT 1"
 
 # A job whose database connection dropped, or whose statement timed out, gives its task back at
 # once (instead of waiting for the lease) with a backoff, counting the attempt, so a task that
@@ -326,25 +288,22 @@ RETURNING id, data, created_by"""
 
 # Keep each owner's newest few exports of a format; delete the older ones past the age limit,
 # and their rows in BookLogr's `files` list with them.
-_EXPIRE_EXPORTS = sql.SQL("""
+EXPIRE_EXPORTS: LiteralString = """
 WITH ranked AS (
-    SELECT id, created_at,
-           row_number() OVER (PARTITION BY owner_id ORDER BY created_at DESC, id DESC) AS rank
-      FROM {table}
+    SELECT format, id, created_at,
+           row_number() OVER (PARTITION BY owner_id, format
+                              ORDER BY created_at DESC, id DESC) AS rank
+      FROM exports
 ), expired AS (
-    DELETE FROM {table} e USING ranked
-     WHERE e.id = ranked.id AND ranked.rank > %(keep)s
+    DELETE FROM exports e USING ranked
+     WHERE e.format = ranked.format AND e.id = ranked.id AND ranked.rank > %(keep)s
        AND ranked.created_at < now() - make_interval(secs => %(age)s)
     RETURNING e.filename, e.owner_id
 ), unlisted AS (
     DELETE FROM files f USING expired
      WHERE f.filename = expired.filename AND f.owner_id = expired.owner_id
 )
-SELECT filename FROM expired""")
-
-
-def expire_exports(table: str) -> sql.Composed:
-    return _EXPIRE_EXPORTS.format(table=_known_table(table))
+SELECT filename FROM expired"""
 
 
 # --- BookLogr's files (its web app's list of exports) and revoked tokens -------------------------
@@ -359,18 +318,6 @@ GET_OWN_FILE: LiteralString = """
 SELECT id, filename, created_at FROM files
  WHERE owner_id = %(owner)s AND filename = %(filename)s
  ORDER BY id LIMIT 1"""
-
-
-# In the transaction that records the export and marks its task a success.
-def get_own_export_by_filename() -> sql.Composed:
-    """The owner's export (of any format) stored under this key, if this service made it."""
-    parts = [
-        _SELECT_EXPORT.format(table=_known_table(table), format=sql.Literal(fmt))
-        for fmt, table in EXPORT_TABLES.items()
-    ]
-    return sql.SQL("SELECT * FROM ({}) e WHERE filename = %(filename)s LIMIT 1").format(
-        sql.SQL(" UNION ALL ").join(parts)
-    )
 
 
 TABLE_EXISTS: LiteralString = "SELECT to_regclass(%(name)s) IS NOT NULL AS present"

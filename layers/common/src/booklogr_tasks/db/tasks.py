@@ -292,9 +292,7 @@ def export_reads(conn: Conn, snapshot: bool) -> Iterator[None]:
 
 def start_export(conn: Conn, fmt: str, owner_id: int) -> tuple[int, int]:
     """In export_reads: (reserved export id, number of books)."""
-    row = conn.execute(
-        queries.START_EXPORT, {"table": queries.EXPORT_TABLES[fmt], "owner": owner_id}
-    ).fetchone()
+    row = conn.execute(queries.START_EXPORT, {"owner": owner_id}).fetchone()
     assert row is not None
     return int(row["id"]), int(row["books"])
 
@@ -304,17 +302,20 @@ def record_export(
 ) -> None:
     """The export's row, and its line in BookLogr's `files` (which lists it in the web app)."""
     conn.execute(
-        queries.insert_export(queries.EXPORT_TABLES[fmt]),
-        {"id": export_id, "filename": filename, "owner": owner_id, "task_id": task_id},
+        queries.INSERT_EXPORT,
+        {
+            "format": fmt,
+            "id": export_id,
+            "filename": filename,
+            "owner": owner_id,
+            "task_id": task_id,
+        },
     )
 
 
 def get_export(conn: Conn, fmt: str, export_id: int, owner_id: int) -> ExportRecord:
-    table = queries.EXPORT_TABLES.get(fmt)
-    if table is None:
-        raise TaskNotFound(export_id)
     row = conn.execute(
-        queries.get_own_export(table), {"id": export_id, "owner": owner_id}
+        queries.GET_OWN_EXPORT, {"format": fmt, "id": export_id, "owner": owner_id}
     ).fetchone()
     if row is None:
         raise TaskNotFound(export_id)
@@ -322,7 +323,7 @@ def get_export(conn: Conn, fmt: str, export_id: int, owner_id: int) -> ExportRec
 
 
 def list_exports(conn: Conn, owner_id: int, limit: int = 100) -> list[ExportRecord]:
-    rows = conn.execute(queries.list_own_exports(), {"owner": owner_id, "limit": limit}).fetchall()
+    rows = conn.execute(queries.LIST_OWN_EXPORTS, {"owner": owner_id, "limit": limit}).fetchall()
     return [ExportRecord.model_validate(row) for row in rows]
 
 
@@ -355,12 +356,10 @@ def expire(
     locked = conn.execute(queries.TRY_RETENTION_LOCK, {"lock": RETENTION_LOCK_ID}).fetchone()
     if not locked or not locked["locked"]:
         return None
-    files: list[str] = []
-    for table in queries.EXPORT_TABLES.values():
-        rows = conn.execute(
-            queries.expire_exports(table), {"keep": keep_exports, "age": export_age_seconds}
-        ).fetchall()
-        files += [str(row["filename"]) for row in rows]
+    rows = conn.execute(
+        queries.EXPIRE_EXPORTS, {"keep": keep_exports, "age": export_age_seconds}
+    ).fetchall()
+    files = [str(row["filename"]) for row in rows]
     deleted = conn.execute(
         queries.DELETE_OLD_TASKS, {"age": task_age_seconds, "limit": 10_000, "types": types}
     ).fetchall()

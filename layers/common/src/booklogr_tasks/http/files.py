@@ -29,6 +29,7 @@ from booklogr_tasks.core.errors import (
     TaskNotFound,
     UploadQuotaExceeded,
 )
+from booklogr_tasks.core.formats import UNKNOWN_CONTENT_TYPE, content_type_of_extension
 from booklogr_tasks.core.models import FINISHED, TaskReport, TaskStatus
 from booklogr_tasks.core.observability import logger
 from booklogr_tasks.core.settings import Settings
@@ -45,7 +46,7 @@ from booklogr_tasks.http.routes import (
     upload_types,
 )
 from booklogr_tasks.jobs import get_spec
-from booklogr_tasks.storage import CONTENT_TYPES, PendingExport, export_store, upload_key
+from booklogr_tasks.storage import PendingExport, export_store, upload_key
 
 FILE_FIELD = "file"
 # A body the request holds whole is parsed in pieces of this size, as a streamed one arrives.
@@ -95,12 +96,12 @@ def open_file(settings: Settings, owner_id: int, filename: str) -> ExportFile | 
     if export is not None:
         return stored_export(settings, export, filename)
     extension = filename.rsplit(".", 1)[-1].lower()
-    content_type = CONTENT_TYPES.get(extension)
+    content_type = content_type_of_extension(extension)
     return local_file(
         settings,
         filename,
         filename,
-        "application/octet-stream" if content_type is None else f"{content_type}; charset=utf-8",
+        content_type if content_type == UNKNOWN_CONTENT_TYPE else f"{content_type}; charset=utf-8",
         f"the file {filename!r}",
     )
 

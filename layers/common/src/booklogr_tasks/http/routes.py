@@ -33,6 +33,7 @@ from booklogr_tasks.core.errors import (
     Unavailable,
     UnknownTaskType,
 )
+from booklogr_tasks.core.formats import content_type_of, export_formats, file_extension
 from booklogr_tasks.core.models import (
     FINISHED,
     ExportRecord,
@@ -47,7 +48,6 @@ from booklogr_tasks.db import tasks
 from booklogr_tasks.db.pool import Conn, live_connection
 from booklogr_tasks.jobs import REGISTRY, JobSpec, get_spec, known_types
 from booklogr_tasks.storage import (
-    CONTENT_TYPES,
     LocalFolderStore,
     download_name,
     export_store,
@@ -324,7 +324,7 @@ def stored_export(
         settings,
         record.filename,
         download_as,
-        f"{CONTENT_TYPES[record.format]}; charset=utf-8",
+        f"{content_type_of(record.format)}; charset=utf-8",
         f"the file of {record.format} export {record.id}",
     )
 
@@ -371,7 +371,27 @@ def openapi_document() -> dict[str, Any]:
     schemas["CreateTask"] = {
         "oneOf": [_create_variant(spec, schemas) for _, spec in sorted(REGISTRY.items())]
     }
+    _describe_formats(doc)
     return doc
+
+
+def _describe_formats(doc: dict[str, Any]) -> None:
+    """The export formats, their content types and extensions, from the registered formats."""
+    formats = export_formats()
+    download = doc["paths"]["/v1/exports/{format}/{id}"]["get"]
+    (param,) = [p for p in download["parameters"] if p["name"] == "format"]
+    param["schema"]["enum"] = formats
+    param["description"] = "The export's format: " + ", ".join(
+        f"`{fmt}` ({content_type_of(fmt)}, `.{file_extension(fmt)}`)" for fmt in formats
+    )
+    download["responses"]["200"]["content"] = {
+        content_type_of(fmt): {"schema": {} if content_type_of(fmt).endswith("json") else _TEXT}
+        for fmt in formats
+    }
+    doc["components"]["schemas"]["Export"]["properties"]["format"]["enum"] = formats
+
+
+_TEXT = {"type": "string"}
 
 
 def upload_types() -> list[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from booklogr_tasks.core.settings import Settings
 from booklogr_tasks.storage.base import (
-    CONTENT_TYPES,
     ExportStore,
     PendingExport,
     download_name,
@@ -29,7 +28,6 @@ def export_store(settings: Settings, wait_for_writers: bool = True) -> ExportSto
 
 
 __all__ = [
-    "CONTENT_TYPES",
     "ExportStore",
     "LocalFolderStore",
     "PendingExport",

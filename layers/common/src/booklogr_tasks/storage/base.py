@@ -27,22 +27,12 @@ import uuid
 from typing import BinaryIO, Protocol
 
 from booklogr_tasks.core.errors import UploadTooLarge
+from booklogr_tasks.core.formats import file_extension
 from booklogr_tasks.core.models import UPLOADS
 
-CONTENT_TYPES = {"csv": "text/csv", "html": "text/html", "json": "application/json"}
 UPLOAD_CONTENT_TYPE = "application/octet-stream"
 # Uploads are copied in pieces of this size: memory stays flat however large the file.
 UPLOAD_CHUNK = 1024 * 1024
-
-
-# A format whose files are not named after it: Goodreads' library export is a CSV file.
-CONTENT_TYPES["goodreads"] = "text/csv"
-FILE_EXTENSIONS = {"goodreads": "csv"}
-
-
-def file_extension(fmt: str) -> str:
-    """The extension (without the dot) of a file of this export format."""
-    return FILE_EXTENSIONS.get(fmt, fmt)
 
 
 def export_key(fmt: str, task_id: int, export_id: int) -> str:

@@ -20,9 +20,9 @@ import boto3
 from botocore.config import Config
 
 from booklogr_tasks.core.errors import UploadMissing
+from booklogr_tasks.core.formats import content_type_of
 from booklogr_tasks.core.models import UPLOADS, is_upload_key
 from booklogr_tasks.storage.base import (
-    CONTENT_TYPES,
     UPLOAD_CHUNK,
     UPLOAD_CONTENT_TYPE,
     copy_upload,
@@ -134,7 +134,7 @@ class S3ExportStore:
         self.client = client or s3_client()
 
     def begin(self, key: str, fmt: str) -> _S3Pending:
-        content_type = f"{CONTENT_TYPES[fmt]}; charset=utf-8"
+        content_type = f"{content_type_of(fmt)}; charset=utf-8"
         return _S3Pending(self.client, self.bucket, key, content_type)
 
     def delete(self, key: str) -> None:

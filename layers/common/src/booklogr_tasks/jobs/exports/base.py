@@ -1,7 +1,8 @@
 """What every export shares: reserve an id, stream the file, publish it with its rows.
 
-Publishing records the export's row and lists the file in BookLogr's `files` table, in the
-transaction that marks the task a success, so BookLogr's web app lists every finished export.
+Publishing records the export's row (in the one `exports` table, by format) and lists the file
+in BookLogr's `files` table, in the transaction that marks the task a success, so BookLogr's web
+app lists every finished export.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from booklogr_tasks.core.formats import ExportFormat, register_format
 from booklogr_tasks.core.models import ExportPayload
 from booklogr_tasks.core.observability import logger
 from booklogr_tasks.db import schedules, tasks
@@ -93,11 +95,22 @@ def stream_copy(conn: Conn, ctx: JobContext, owner_id: int, sink: PendingExport,
 
 
 def register_export(
-    task_type: str, fmt: str, write: ExportWriter, summary: str, *, snapshot: bool = True
+    task_type: str,
+    fmt: str,
+    write: ExportWriter,
+    summary: str,
+    *,
+    content_type: str,
+    extension: str | None = None,
+    snapshot: bool = True,
 ) -> JobSpec[Any]:
-    """Register an export type: its payload is the owner alone, its job run_export(). A writer
-    that reads everything with one statement (a COPY) passes snapshot=False."""
+    """Register an export type and its format: its payload is the owner alone, its job
+    run_export(), its files `content_type` named `*.<extension>` (default: the format's name).
+    This is all a new format needs; its rows go to the one `exports` table. A writer that reads
+    everything with one statement (a COPY) passes snapshot=False."""
     from booklogr_tasks.jobs import register
+
+    register_format(ExportFormat(fmt, content_type, extension or fmt))
 
     def run(ctx: JobContext, payload: ExportPayload) -> Outcome:
         return run_export(ctx, payload, fmt, write, snapshot)

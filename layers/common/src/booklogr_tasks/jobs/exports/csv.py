@@ -21,5 +21,6 @@ SPEC = register_export(
     "csv",
     write_csv,
     "All of the owner's books as BookLogr's CSV (notes as a JSON array).",
+    content_type="text/csv",
     snapshot=False,  # one COPY: its own snapshot
 )

@@ -133,5 +133,7 @@ SPEC = register_export(
     "All of the owner's books as Goodreads' library export CSV, which Goodreads and "
     "The StoryGraph import (shelves from reading status, integer ratings, notes as review "
     "and private notes).",
+    content_type="text/csv",
+    extension="csv",  # Goodreads' export is a CSV file
     snapshot=False,  # one COPY: its own snapshot
 )

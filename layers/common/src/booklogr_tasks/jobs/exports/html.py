@@ -119,4 +119,5 @@ SPEC = register_export(
     "All of the owner's books as a reading report: one self-contained, printable HTML page with "
     "a summary (statuses, books and pages read per year, ratings, most-read authors) as charts, "
     "and the books grouped by status.",
+    content_type="text/html",
 )

@@ -44,4 +44,5 @@ SPEC = register_export(
     "json",
     write_json,
     "All of the owner's books as a JSON array, each with its notes, exact values.",
+    content_type="application/json",
 )
