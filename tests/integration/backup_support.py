@@ -2,38 +2,31 @@
 
 from __future__ import annotations
 
-import io
 import json
 from decimal import Decimal
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 from booklogr_tasks.core.settings import Settings
 from booklogr_tasks.db.pool import connect
-from booklogr_tasks.jobs.base import JobContext
-from booklogr_tasks.jobs.exports.backup import write_backup
 from booklogr_tasks.worker.runner import Runner
 
 from tests.helpers import insert_task, task_row
 
 
-class Sink:
-    """An export's file, in memory."""
-
-    def __init__(self) -> None:
-        self.data = io.BytesIO()
-
-    def write(self, data: bytes) -> None:
-        self.data.write(data)
-
-
 def backup_text(settings: Settings, owner: int) -> str:
-    """The backup document of `owner`, as backup_export writes it."""
-    ctx = SimpleNamespace(check_lost=lambda: None, report_progress=lambda *a: None)
-    sink = Sink()
-    with connect(settings.database_url, autocommit=True) as conn, conn.transaction():
-        write_backup(conn, cast(JobContext, ctx), owner, cast(Any, sink))
-    return sink.data.getvalue().decode()
+    """The backup document of `owner`, made by a backup_export task as any export is."""
+    with connect(settings.database_url, autocommit=True) as conn:
+        task_id = insert_task(conn, "backup_export", {"owner_id": owner}, owner)
+        assert Runner(settings, "w").run_by_id(task_id) == "success", task_row(conn, task_id)
+        row = conn.execute(
+            "SELECT filename FROM exports WHERE format = 'backup' AND task_id = %s", (task_id,)
+        ).fetchone()
+        listed = conn.execute(
+            "SELECT count(*) AS n FROM files WHERE owner_id = %s AND filename = %s",
+            (owner, row["filename"]),
+        ).fetchone()
+        assert listed["n"] == 1  # BookLogr's web app lists it
+    return (settings.export_folder / row["filename"]).read_text("utf-8")
 
 
 def backup_of(settings: Settings, owner: int) -> dict[str, Any]:

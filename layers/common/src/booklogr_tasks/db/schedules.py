@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, LiteralString
 
-from psycopg import sql
-
 from booklogr_tasks.core.models import Task
 from booklogr_tasks.db import tasks
 from booklogr_tasks.db.pool import Conn
@@ -92,12 +90,14 @@ DELETE FROM scheduled_exports e USING ranked, export_schedules s
  WHERE e.task_id = ranked.task_id AND s.id = %(schedule_id)s AND ranked.rank > s.keep
 RETURNING ranked.export_id, ranked.filename"""
 
-# Their rows: the export's and its line in BookLogr's `files`.
-_DELETE_EXPORTS = sql.SQL("""
+# Their rows: the exports' and their lines in BookLogr's `files`.
+DELETE_EXPORTS: LiteralString = """
 WITH gone AS (
-    DELETE FROM {table} WHERE owner_id = %(owner)s AND id = ANY(%(ids)s) RETURNING filename
+    DELETE FROM exports
+     WHERE format = %(format)s AND owner_id = %(owner)s AND id = ANY(%(ids)s)
+    RETURNING filename
 )
-DELETE FROM files f USING gone WHERE f.owner_id = %(owner)s AND f.filename = gone.filename""")
+DELETE FROM files f USING gone WHERE f.owner_id = %(owner)s AND f.filename = gone.filename"""
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ def run_due(conn: Conn, cap: int, limit: int = DUE_BATCH) -> Run:
 
 
 def keep_newest(
-    conn: Conn, task_id: int, table: str, export_id: int, filename: str, owner_id: int
+    conn: Conn, task_id: int, fmt: str, export_id: int, filename: str, owner_id: int
 ) -> list[str]:
     """In an export's success transaction: if a schedule made the task, delete that schedule's
     exports past its `keep` (rows here); returns their files, to delete after commit."""
@@ -171,6 +171,5 @@ def keep_newest(
     gone = conn.execute(FORGET_BEYOND_KEEP, {"schedule_id": row["schedule_id"]}).fetchall()
     if gone:
         ids = [g["export_id"] for g in gone]
-        statement = _DELETE_EXPORTS.format(table=sql.Identifier(table))
-        conn.execute(statement, {"owner": owner_id, "ids": ids})
+        conn.execute(DELETE_EXPORTS, {"format": fmt, "owner": owner_id, "ids": ids})
     return [g["filename"] for g in gone]

@@ -74,4 +74,6 @@ SPEC = register_export(
     "Everything you have in BookLogr as one restorable JSON document: profile, settings "
     "(without secrets), custom fields, and every book with its notes, reading sessions and "
     "field values.",
+    content_type="application/json",
+    extension="json",
 )

@@ -57,7 +57,7 @@ def run_export(
     def publish(conn: Conn) -> None:
         tasks.record_export(conn, fmt, export_id, key, owner, task_id)
         # A scheduled export's success deletes its schedule's exports past `keep`.
-        pruned.extend(schedules.keep_newest(conn, task_id, f"{fmt}_export", export_id, key, owner))
+        pruned.extend(schedules.keep_newest(conn, task_id, fmt, export_id, key, owner))
 
     def committed() -> None:
         for old in pruned:
