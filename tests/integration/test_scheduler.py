@@ -142,3 +142,29 @@ def test_three_listeners_make_one_task_per_due_schedule_within_seconds(
     assert len(_tasks(conn)) == len(ids)
     # Created within 10 s of the schedule's time (2 s after the schedule itself).
     assert all(r["late"] < timedelta(seconds=12) for r in rows)
+
+
+def test_retention_leaves_a_schedules_exports_to_its_keep(
+    settings: Settings, conn: Any, export_folder: Path
+) -> None:
+    from booklogr_tasks.worker.maintenance import run_retention
+
+    seed_books(conn, owner_id=5, count=1)
+    schedule = _schedule(conn, 5, "csv", "day", 5, "-1 second")
+    made = []
+    for _ in range(3):
+        conn.execute(
+            "UPDATE export_schedules SET next_run_at = now() - interval '1 second' WHERE id = %s",
+            (schedule,),
+        )
+        (task,) = run_schedules(settings).created
+        assert Runner(settings, "w").run_by_id(task.id) == "success"
+        made.append(task.id)
+    manual = [insert_task(conn, "csv_export", {"owner_id": 5}, 5) for _ in range(2)]
+    for task_id in manual:
+        assert Runner(settings, "w").run_by_id(task_id) == "success"
+    conn.execute("UPDATE exports SET created_at = now() - interval '30 days'")
+    policy = settings.model_copy(update={"export_keep_per_format": 1, "export_max_age_days": 7.0})
+    expired = run_retention(policy)
+    assert expired is not None and len(expired.export_files) == 1  # the older manual one
+    assert [task_id for task_id, _ in _exports(conn, 5)] == [*made, manual[1]]

@@ -25,3 +25,5 @@ CREATE TABLE IF NOT EXISTS scheduled_exports (
 );
 CREATE INDEX IF NOT EXISTS scheduled_exports_schedule_idx
     ON scheduled_exports (schedule_id, created_at DESC);
+-- Retention leaves a schedule's exports to its `keep`: it looks them up by file.
+CREATE INDEX IF NOT EXISTS scheduled_exports_filename_idx ON scheduled_exports (filename);
