@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 from booklogr_tasks.core.errors import BadRequest, InvalidField, NotFound, PayloadTooLarge
 from booklogr_tasks.core.observability import logger
@@ -24,6 +24,14 @@ class ScheduleBody(BaseModel):
 
     every: Every
     keep: StrictInt = Field(ge=1, le=30)
+
+    @field_validator("keep", mode="before")
+    @classmethod
+    def _whole_float(cls, value: object) -> object:
+        # JSON does not tell 14 from 14.0 (both are the integer of the OpenAPI document).
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
 
 
 class ScheduleView(BaseModel):

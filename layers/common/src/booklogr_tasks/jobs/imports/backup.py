@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any, BinaryIO
 
 import psycopg
-from pydantic import model_validator
+from pydantic import Field, StrictBool, model_validator
 
 from booklogr_tasks.core.errors import JobError
 from booklogr_tasks.core.models import ImportPayload
@@ -50,6 +50,12 @@ NOW_UTC = "SELECT (now() AT TIME ZONE 'UTC') AS now"
 
 class BackupImportPayload(ImportPayload):
     """The backup to restore: its text (`csv`, the whole file's text) or a stored upload."""
+
+    allow_duplicates: StrictBool = Field(
+        False,
+        json_schema_extra={"const": False},
+        description="Always false: a restore never adds a book the account already has.",
+    )
 
     @model_validator(mode="after")
     def _never_doubles(self) -> BackupImportPayload:
