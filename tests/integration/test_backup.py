@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from booklogr_tasks.core.settings import Settings
+from booklogr_tasks.db.pool import connect
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -20,6 +21,7 @@ from tests.integration.backup_support import (
     restore,
     seed_user,
 )
+from tests.integration.test_import_reading_and_users import booklogr_db  # noqa: F401
 
 
 def test_a_backup_holds_everything_but_secrets(settings: Settings, conn: Any) -> None:
@@ -225,3 +227,24 @@ def test_any_library_round_trips(
     assert comparable(backup_of(settings, 2)) == expected
     again = restore(settings, conn, 2, original)
     assert again["result"]["imported"] == 0
+
+
+def test_restore_into_a_booklogr_database_whose_books_need_a_profile(
+    booklogr_db: Settings,  # noqa: F811
+) -> None:
+    with connect(booklogr_db.database_url, autocommit=True) as conn:
+        original = backup_text(booklogr_db, 1)  # BookLogr's user 1: profile "reader", 2 books
+        report = restore(booklogr_db, conn, 7, original)
+        assert report["status"] == "success", report["error"]
+        assert report["result"]["imported"] == 2
+        profile = conn.execute("SELECT display_name FROM profiles WHERE owner_id = 7").fetchone()
+        assert profile == {"display_name": None}  # "reader" is user 1's
+        settings_row = conn.execute(
+            "SELECT send_book_events FROM user_settings WHERE owner_id = 7"
+        ).fetchone()
+        assert settings_row == {"send_book_events": True}  # user 1's settings, restored
+        bare = '{"format": "booklogr-backup", "version": 1, "books": [{"title": "Alone"}]}'
+        report = restore(booklogr_db, conn, 9, bare)
+        assert report["status"] == "success", report["error"]
+        profile = conn.execute("SELECT display_name FROM profiles WHERE owner_id = 9").fetchone()
+        assert profile == {"display_name": "user9"}
