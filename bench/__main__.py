@@ -27,6 +27,7 @@ BENCHMARKS = {
     "claim": "bench.claim",
     "neighbours": "bench.neighbours",
     "memory": "bench.memory",
+    "backup": "bench.backup",
     "http": "bench.http",
 }
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -123,7 +123,7 @@ def row_by_row(url: str, books: list[Book]) -> float:
 
 
 def clear(conn: psycopg.Connection[tuple[object, ...]]) -> None:
-    conn.execute("TRUNCATE books, notes, reading_sessions")
+    conn.execute("TRUNCATE books, notes, reading_sessions, field_values")
 
 
 def upload(store: LocalFolderStore, text: str) -> str:

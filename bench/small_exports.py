@@ -98,7 +98,7 @@ def drain(
     conn: psycopg.Connection[tuple[object, ...]], first: int, last: int, procs: list[harness.Proc]
 ) -> float:
     """Enqueue one export per user first..last and wait for all; tasks per second."""
-    harness.empty_queue(conn, "tasks, csv_export, files")
+    harness.empty_queue(conn, "tasks, exports, files")
     with conn.transaction():
         conn.execute(BACKLOG, {"first": first, "last": last})
     row = conn.execute("SELECT clock_timestamp()").fetchone()

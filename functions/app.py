@@ -17,7 +17,7 @@ from typing import Any
 from booklogr_tasks.core.errors import ApiError, ConnectionLost, NotFound
 from booklogr_tasks.core.observability import log_context, logger, tracer
 from booklogr_tasks.core.settings import Settings, get_settings
-from booklogr_tasks.http import cors, files
+from booklogr_tasks.http import cors, files, schedules
 from booklogr_tasks.http import routes as api
 from booklogr_tasks.http.auth import authenticate
 from booklogr_tasks.http.serving import (
@@ -33,7 +33,8 @@ from booklogr_tasks.http.serving import (
 )
 from booklogr_tasks.jobs import REGISTRY
 from booklogr_tasks.worker.runner import run_task
-from chalice import Chalice, Response
+from booklogr_tasks.worker.scheduler import run_schedules
+from chalice import Chalice, Rate, Response
 from chalice.app import Request
 from pydantic import BaseModel
 
@@ -283,6 +284,28 @@ def direct_upload() -> Response:
     return _json(201, files.direct_upload(settings, user))
 
 
+@app.route("/v1/schedules", methods=["GET"])
+@handled
+def list_schedules() -> Response:
+    settings, user = _caller()
+    return _json(200, schedules.list_schedules(settings, user))
+
+
+@app.route("/v1/schedules/{format}", methods=["PUT"])
+@handled
+def put_schedule(format: str) -> Response:
+    settings, user = _caller()
+    return _json(200, schedules.put_schedule(settings, user, format, _request().raw_body))
+
+
+@app.route("/v1/schedules/{format}", methods=["DELETE"])
+@handled
+def delete_schedule(format: str) -> Response:
+    settings, user = _caller()
+    schedules.delete_schedule(settings, user, format)
+    return Response(body="", status_code=204)
+
+
 def _download(found: api.ExportFile | api.ExportLink) -> Response:
     """A stored file as an attachment, or (S3) a redirect to a short-lived link to it."""
     if isinstance(found, api.ExportLink):
@@ -347,6 +370,19 @@ def _task_function(task_type: str) -> Callable[[Any, Any], dict[str, Any]]:
 for _task_type in sorted(REGISTRY):
     _handler = _task_function(_task_type)
     globals()[_handler.__name__] = app.lambda_function(name=_task_type)(_handler)
+
+
+# --- the scheduler: due export schedules become tasks (deployed: an EventBridge schedule) -----
+
+# The listener's scheduler ticks every few seconds; on AWS this function runs as often as
+# EventBridge schedules allow cheaply, and the same code makes one task per due schedule.
+SCHEDULER_RATE_MINUTES = 2
+
+
+@app.schedule(Rate(SCHEDULER_RATE_MINUTES, unit=Rate.MINUTES), name="scheduler")
+def run_scheduler(event: Any) -> dict[str, Any]:
+    run = run_schedules(get_settings())
+    return {"created": [t.id for t in run.created], "waiting": run.waiting}
 
 
 # --- preflights: an OPTIONS route beside every route above (keep this block last) ---------------

@@ -36,6 +36,8 @@ FUNCTIONS = ROOT / "functions"
 PACKAGE_SOURCE = ROOT / "layers" / "common" / "src" / "booklogr_tasks"
 MERGE_TEMPLATE = Path(__file__).resolve().parent / "template-merge.yaml"
 API_FUNCTION = "APIHandler"
+# functions/app.py's @app.schedule(name="scheduler"): Chalice adds its EventBridge schedule.
+SCHEDULER_FUNCTION = "Scheduler"
 
 # Chalice ships itself in the function zip, and the Lambda runtime provides boto3: leaving them
 # out of the layer keeps it well under Lambda's 250 MB limit. granian (with uvloop) serves
@@ -49,6 +51,8 @@ NOT_IN_LAYER_PACKAGES = ("devtools",)
 # the listener after its lease, up to TASK_MAX_ATTEMPTS, then marked failed).
 API_SIZING = {"Timeout": 29, "MemorySize": 256}
 TASK_SIZING = {"Timeout": 900, "MemorySize": 512}
+# The scheduler only inserts a task per due schedule: a run takes well under a second.
+SCHEDULER_SIZING = {"Timeout": 60, "MemorySize": 256}
 
 
 def ref(name: str) -> dict[str, str]:
@@ -100,6 +104,14 @@ def function_resources(task_types: list[str], prefix: str) -> dict[str, Any]:
                     }
                 },
             }
+        }
+    }
+    resources[SCHEDULER_FUNCTION] = {
+        "Properties": {
+            **SCHEDULER_SIZING,
+            "VpcConfig": VPC_CONFIG,
+            # It creates tasks of users: under the same cap as the API's creates.
+            "Environment": {"Variables": {"DATABASE_URL": DATABASE_URL}},
         }
     }
     for task_type in task_types:

@@ -98,7 +98,7 @@ def test_the_document_names_exactly_the_registered_formats(client: Any) -> None:
     download = doc["paths"]["/v1/exports/{format}/{id}"]["get"]
     (param,) = [p for p in download["parameters"] if p["name"] == "format"]
     assert param["schema"]["enum"] == formats.export_formats()
-    assert set(formats.export_formats()) == {"csv", "html", "json", "goodreads"}
+    assert set(formats.export_formats()) == {"csv", "html", "json", "goodreads", "backup"}
     assert set(download["responses"]["200"]["content"]) == {
         "text/csv",
         "text/html",

@@ -83,6 +83,7 @@ def test_every_format_is_listed_and_downloads_with_its_type(client: Any, conn: A
         "html": ("text/html", ".html"),
         "json": ("application/json", ".json"),
         "goodreads": ("text/csv", ".goodreads.csv"),
+        "backup": ("application/json", ".backup.json"),
     }
     assert set(kinds) == set(export_formats())
     made = {fmt: run_export(conn, 5, f"{fmt}_export") for fmt in kinds}

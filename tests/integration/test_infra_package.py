@@ -6,17 +6,24 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from booklogr_tasks.core.settings import Settings
 from booklogr_tasks.jobs import known_types
 from chalice.utils import to_cfn_resource_name
 
 from tests.api.support import load_app
+from tests.integration import fake_aws as aws
+from tests.integration.fake_aws import deploy_functions
+
+fake_aws = aws.fake_aws
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "infra" / "build.py"
@@ -81,9 +88,11 @@ def iam_statements(document: dict[str, Any]) -> list[dict[str, Any]]:
     return statements if isinstance(statements, list) else [statements]
 
 
-def test_one_function_per_task_type_plus_the_api(template: dict[str, Any]) -> None:
+def test_one_function_per_task_type_plus_the_api_and_the_scheduler(
+    template: dict[str, Any],
+) -> None:
     functions = functions_of(template)
-    expected = {"APIHandler"} | {to_cfn_resource_name(t) for t in known_types()}
+    expected = {"APIHandler", "Scheduler"} | {to_cfn_resource_name(t) for t in known_types()}
     assert set(functions) == expected
 
     api = functions["APIHandler"]
@@ -229,3 +238,53 @@ def test_api_gateways_own_answers_are_json_errors_that_echo_nothing(
         assert set(body) == {"error", "message"}
         assert "$" not in json.dumps(body)  # no request value is substituted in
         assert response["ResponseParameters"]["Headers"]["Access-Control-Allow-Origin"]
+
+
+def test_an_eventbridge_schedule_runs_the_scheduler_every_few_minutes(
+    template: dict[str, Any], settings: Settings, conn: Any, fake_aws: None
+) -> None:
+    scheduler = functions_of(template)["Scheduler"]
+    (event,) = scheduler["Events"].values()
+    assert event["Type"] == "Schedule"
+    expression = event["Properties"]["Schedule"]
+    assert re.fullmatch(r"rate\(([1-5]) minutes?\)", expression), expression
+    assert scheduler["Timeout"] <= 60 and scheduler["Layers"] == [{"Ref": "ManagedLayer"}]
+    variables = scheduler["Environment"]["Variables"]
+    assert "DATABASE_URL" in variables and "AUTH_SECRET_KEY" not in variables
+
+    # EventBridge (moto) takes the rule and its target as the template declares them.
+    name = "booklogr-tasks-prod-scheduler"
+    deploy_functions([name])
+    arn = boto3.client("lambda").get_function(FunctionName=name)["Configuration"]["FunctionArn"]
+    events = boto3.client("events")
+    events.put_rule(Name="booklogr-tasks-scheduler", ScheduleExpression=expression)
+    events.put_targets(Rule="booklogr-tasks-scheduler", Targets=[{"Id": "1", "Arn": arn}])
+    rule = events.describe_rule(Name="booklogr-tasks-scheduler")
+    assert rule["ScheduleExpression"] == expression and rule["State"] == "ENABLED"
+    targets = events.list_targets_by_rule(Rule="booklogr-tasks-scheduler")["Targets"]
+    assert [t["Arn"] for t in targets] == [arn]
+
+    # What the schedule invokes is the listener's scheduling code: a due schedule, one task.
+    conn.execute(
+        "INSERT INTO export_schedules (owner_id, format, every, keep, next_run_at) "
+        "VALUES (5, 'csv', 'day', 3, now())"
+    )
+    module, attribute = scheduler["Handler"].split(".")
+    assert module == "app"
+    handler = getattr(load_app(), attribute)
+    scheduled_event = {  # as EventBridge sends it
+        "version": "0",
+        "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": "2026-12-07T12:00:00Z",
+        "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/booklogr-tasks-scheduler"],
+        "detail": {},
+    }
+    answer = handler(scheduled_event, None)
+    assert len(answer["created"]) == 1 and answer["waiting"] == 0
+    assert handler(scheduled_event, None)["created"] == []
+    row = conn.execute("SELECT type, created_by FROM tasks").fetchone()
+    assert row == {"type": "csv_export", "created_by": 5}

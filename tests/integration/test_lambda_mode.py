@@ -209,6 +209,10 @@ TASK_DATA: dict[str, dict[str, object]] = {
     "html_export": {},
     "json_export": {},
     "goodreads_export": {},
+    "backup_export": {},
+    "backup_import": {
+        "csv": '{"format": "booklogr-backup", "version": 1, "books": [{"title": "Restored"}]}'
+    },
     "booklogr_csv_import": {
         "csv": _csv(
             "title,isbn,description,reading_status,current_page,total_pages,author,rating,notes",

@@ -65,6 +65,9 @@ class Settings(BaseModel):
     export_max_age_days: float = Field(7.0, gt=0)
     # How often a listener runs retention (it is cheap, and one listener at a time does it).
     retention_interval_seconds: float = Field(600.0, gt=0)
+    # How often a listener's scheduler turns due export schedules into tasks: a scheduled
+    # export starts within this long of its time.
+    schedule_tick_seconds: float = Field(5.0, gt=0)
     # Backoff of a task given back after a lost connection, a statement timeout or a lost
     # worker: it runs again no earlier than base * 2^(attempts - 1) seconds later, at most cap.
     task_retry_base_seconds: float = Field(2.0, ge=0)

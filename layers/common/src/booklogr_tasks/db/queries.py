@@ -296,13 +296,15 @@ DELETE FROM tasks WHERE id IN (
 RETURNING id, data, created_by"""
 
 # Keep each owner's newest few exports of a format; delete the older ones past the age limit,
-# and their rows in BookLogr's `files` list with them.
+# and their rows in BookLogr's `files` list with them. Exports a schedule made are its own to
+# keep (its `keep`, db/schedules.py): retention neither counts nor deletes them.
 EXPIRE_EXPORTS: LiteralString = """
 WITH ranked AS (
     SELECT format, id, created_at,
            row_number() OVER (PARTITION BY owner_id, format
                               ORDER BY created_at DESC, id DESC) AS rank
-      FROM exports
+      FROM exports x
+     WHERE NOT EXISTS (SELECT 1 FROM scheduled_exports s WHERE s.filename = x.filename)
 ), expired AS (
     DELETE FROM exports e USING ranked
      WHERE e.format = ranked.format AND e.id = ranked.id AND ranked.rank > %(keep)s

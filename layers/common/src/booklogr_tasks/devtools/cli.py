@@ -1,4 +1,4 @@
-"""`booklogr-tasks`: migrate, listen, api, dev, queue."""
+"""`booklogr-tasks`: migrate, listen, api, dev, queue, schedules."""
 
 from __future__ import annotations
 
@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("queue", help="show what is waiting, running and failed")
+    sub.add_parser("schedules", help="list the export schedules with their next run")
 
     token = sub.add_parser(
         "token", help="print an access token like BookLogr's, to try the API with curl"
@@ -173,6 +174,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_listen(args.types, args.concurrency, args.nickname)
         if args.command == "queue":
             return cmd_queue()
+        if args.command == "schedules":
+            from booklogr_tasks.devtools.schedules_report import print_schedules
+
+            print_schedules(get_settings().database_url, sys.stdout)
+            return 0
         if args.command == "token":
             return cmd_token(args.user, args.secret_file, args.hours)
         if args.command == "api":

@@ -74,6 +74,7 @@ UPLOAD_IMPORT_TYPES = {
     "goodreads": "goodreads_import",
     "storygraph": "storygraph_import",
     "calibre": "calibre_import",
+    "backup": "backup_import",
 }
 _ID_TEXT = re.compile(r"[0-9]{1,19}")
 

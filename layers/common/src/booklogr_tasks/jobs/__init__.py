@@ -30,8 +30,10 @@ def get_spec(task_type: str) -> JobSpec[Any] | None:
 
 def _load_builtin_jobs() -> None:
     import booklogr_tasks.jobs.exports.goodreads  # noqa: F401
+    from booklogr_tasks.jobs.exports import backup as backup_export  # noqa: F401
     from booklogr_tasks.jobs.exports import csv, html, json  # noqa: F401
     from booklogr_tasks.jobs.imports import (  # noqa: F401
+        backup,
         booklogr_csv,
         calibre,
         goodreads,

@@ -30,6 +30,7 @@ from booklogr_tasks.db.migrate import check_schema
 from booklogr_tasks.db.pool import Conn, connect
 from booklogr_tasks.worker.invokers import Invoker, LocalInvoker, RemoteInvoker
 from booklogr_tasks.worker.maintenance import discard_files_of, run_retention
+from booklogr_tasks.worker.scheduler import start_scheduler
 
 CHANNEL = "task_created"
 # A claims connection that carried a task's data larger than this is replaced (ClaimsConnection).
@@ -131,6 +132,7 @@ class Listener:
     def run(self) -> int:
         """Serve until asked to stop; then finish or release running jobs. Returns 0."""
         logger.info("listener starting", extra={"worker": self.worker, "types": self.types})
+        stop_scheduler = start_scheduler(self.settings, self.stopping)
         try:
             while not self.stopping.is_set():
                 try:
@@ -148,6 +150,7 @@ class Listener:
                     self._connected = None
                     self.stopping.wait(self.backoff.next_delay())
         finally:
+            stop_scheduler()
             logger.info("listener stopping", extra={"worker": self.worker})
             self.invoker.shutdown(self.settings.shutdown_grace_seconds)
             os.close(self._wake_r)

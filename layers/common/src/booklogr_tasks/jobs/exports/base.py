@@ -12,7 +12,8 @@ from typing import Any
 
 from booklogr_tasks.core.formats import ExportFormat, register_format
 from booklogr_tasks.core.models import ExportPayload
-from booklogr_tasks.db import tasks
+from booklogr_tasks.core.observability import logger
+from booklogr_tasks.db import schedules, tasks
 from booklogr_tasks.db.pool import Conn, pooled
 from booklogr_tasks.jobs.base import JobContext, JobSpec, Outcome
 from booklogr_tasks.storage import PendingExport, export_key, export_store
@@ -51,8 +52,19 @@ def run_export(
             pending.discard()
             raise
 
+    pruned: list[str] = []
+
     def publish(conn: Conn) -> None:
         tasks.record_export(conn, fmt, export_id, key, owner, task_id)
+        # A scheduled export's success deletes its schedule's exports past `keep`.
+        pruned.extend(schedules.keep_newest(conn, task_id, fmt, export_id, key, owner))
+
+    def committed() -> None:
+        for old in pruned:
+            try:
+                store.delete(old)
+            except Exception as exc:  # its row is gone: retention's sweep cannot find it
+                logger.warning("export file not deleted", extra={"key": old, "error": str(exc)})
 
     return Outcome(
         result={
@@ -64,6 +76,7 @@ def run_export(
         publish=publish,
         discard=pending.discard,
         light_publish=True,
+        committed=committed,
     )
 
 
