@@ -17,7 +17,7 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any, BinaryIO
 
-from booklogr_tasks.core.errors import JobError, RowInvalid
+from booklogr_tasks.core.errors import FileUnusable, RowInvalid
 
 READING_STATUSES = ("Read", "Currently reading", "To be read", "Did not finish")
 PROGRESS_EVERY_ROWS = 1000
@@ -227,12 +227,12 @@ class Reading:
     def check_any_read(self) -> None:
         """JobError for a file without a book: no data rows, or none readable."""
         if self.rows == 0:
-            raise JobError(
+            raise FileUnusable(
                 f"the file has a header but no rows: there is nothing to import in this "
                 f"{self.fmt.name}"
             )
         if self.books == 0:
-            raise JobError(
+            raise FileUnusable(
                 f"none of the {self.rows} rows of this {self.fmt.name} could be read",
                 {"imported": 0, "rows": self.rows, **self.invalid_summary()},
             )
@@ -289,24 +289,24 @@ def read_records(source: str | BinaryIO, fmt: ImportFormat) -> Iterator[Record]:
     try:
         header = next(reader, None)
         if header is None or not any(cell.strip() for cell in header):
-            raise JobError(f"the file is empty: expected a {fmt.name} with a header row")
+            raise FileUnusable(f"the file is empty: expected a {fmt.name} with a header row")
         _check_width(header, 1)
         columns = [cell.strip() for cell in header]
         folded = {c.casefold() for c in columns}
         missing = [c for c in fmt.required if c.casefold() not in folded]
         if missing:
-            raise JobError(
+            raise FileUnusable(
                 f"this is not a {fmt.name}: required column{'s' if len(missing) > 1 else ''} "
                 f"missing: {', '.join(missing)}"
             )
         yield from _records(reader, columns, lines)
     except csv.Error as exc:
         if "field larger than field limit" in str(exc):
-            raise JobError(
+            raise FileUnusable(
                 f"row {lines.row} has a cell longer than {MAX_CELL_CHARS:,} characters, the "
                 "most an import reads in one cell; nothing was imported"
             ) from None
-        raise JobError(f"the file is not readable CSV (row {reader.line_num}): {exc}") from exc
+        raise FileUnusable(f"the file is not readable CSV (row {reader.line_num}): {exc}") from exc
     finally:
         text.detach()  # the caller owns (and closes) the byte stream
 
@@ -335,13 +335,13 @@ class Lines:
         self._row_chars += len(line)
         if self._row_chars > limit:
             what = "the header row" if self.row == 1 else f"row {self.row}"
-            raise JobError(
+            raise FileUnusable(
                 f"{what} is longer than {limit:,} characters, the most an import reads in one "
                 "row; nothing was imported"
             )
         if "\ufffd" in line or "\x00" in line:
             what = "is not valid UTF-8" if "\ufffd" in line else "contains NUL characters"
-            raise JobError(
+            raise FileUnusable(
                 f"the file {what} (line {self.line}); save it as UTF-8 text and try again"
             )
         return line
@@ -355,7 +355,7 @@ class Lines:
 def _check_width(cells: list[str], row: int) -> None:
     if len(cells) > MAX_COLUMNS:
         what = "the header row" if row == 1 else f"row {row}"
-        raise JobError(
+        raise FileUnusable(
             f"{what} has {len(cells):,} cells, more than the {MAX_COLUMNS} an import reads; "
             "nothing was imported"
         )
