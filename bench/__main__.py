@@ -27,6 +27,7 @@ BENCHMARKS = {
     "claim": "bench.claim",
     "neighbours": "bench.neighbours",
     "memory": "bench.memory",
+    "hostile": "bench.hostile",
     "http": "bench.http",
 }
 RESULTS = Path(__file__).resolve().parent / "results"
