@@ -8,7 +8,7 @@ settings (`booklogr-tasks listen`, no flags), 1 and 2 processes.
 Baseline (`python -m bench.small_exports --baseline-worker URL FOLDER`): a hand-written worker
 doing the same work per task in one transaction — take the oldest fresh task `FOR UPDATE SKIP
 LOCKED`, COPY the owner's books (the very query csv_export runs) into a file, fsync it, rename it
-into place and fsync the folder, insert the `csv_export` row and the `files` row that lists it in
+into place and fsync the folder, insert the export's row and the `files` row that lists it in
 BookLogr's web app, mark the task a success, commit;
 wait for a notification when the queue is empty.
 """
@@ -98,7 +98,7 @@ def drain(
     conn: psycopg.Connection[tuple[object, ...]], first: int, last: int, procs: list[harness.Proc]
 ) -> float:
     """Enqueue one export per user first..last and wait for all; tasks per second."""
-    harness.empty_queue(conn, "tasks, csv_export, files")
+    harness.empty_queue(conn, "tasks, exports, files")
     with conn.transaction():
         conn.execute(BACKLOG, {"first": first, "last": last})
     row = conn.execute("SELECT clock_timestamp()").fetchone()
