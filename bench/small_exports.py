@@ -56,7 +56,8 @@ SELECT id, data FROM tasks WHERE status = 'fresh' AND type = 'csv_export'
 # listener writes them.
 RECORD = """
 WITH export AS (
-    INSERT INTO csv_export (filename, owner_id, task_id) VALUES (%(name)s, %(owner)s, %(task)s)
+    INSERT INTO exports (format, filename, owner_id, task_id)
+    VALUES ('csv', %(name)s, %(owner)s, %(task)s)
 )
 INSERT INTO files (filename, owner_id, created_at)
 VALUES (%(name)s, %(owner)s, now() AT TIME ZONE 'UTC')"""
