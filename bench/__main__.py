@@ -28,6 +28,7 @@ BENCHMARKS = {
     "neighbours": "bench.neighbours",
     "memory": "bench.memory",
     "backup": "bench.backup",
+    "hostile": "bench.hostile",
     "http": "bench.http",
 }
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -8,7 +8,7 @@ settings (`booklogr-tasks listen`, no flags), 1 and 2 processes.
 Baseline (`python -m bench.small_exports --baseline-worker URL FOLDER`): a hand-written worker
 doing the same work per task in one transaction — take the oldest fresh task `FOR UPDATE SKIP
 LOCKED`, COPY the owner's books (the very query csv_export runs) into a file, fsync it, rename it
-into place and fsync the folder, insert the `csv_export` row and the `files` row that lists it in
+into place and fsync the folder, insert the export's row and the `files` row that lists it in
 BookLogr's web app, mark the task a success, commit;
 wait for a notification when the queue is empty.
 """
@@ -56,7 +56,8 @@ SELECT id, data FROM tasks WHERE status = 'fresh' AND type = 'csv_export'
 # listener writes them.
 RECORD = """
 WITH export AS (
-    INSERT INTO csv_export (filename, owner_id, task_id) VALUES (%(name)s, %(owner)s, %(task)s)
+    INSERT INTO exports (format, filename, owner_id, task_id)
+    VALUES ('csv', %(name)s, %(owner)s, %(task)s)
 )
 INSERT INTO files (filename, owner_id, created_at)
 VALUES (%(name)s, %(owner)s, now() AT TIME ZONE 'UTC')"""

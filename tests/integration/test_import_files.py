@@ -1,6 +1,6 @@
 """Import files stay out of `tasks`: the API stores `data.csv` as an upload, the import reads it
-from the store, and the upload is deleted after success (kept for a retry after a failure, and
-deleted with the task by retention)."""
+from the store, and the upload is deleted after success, and with a failure the file itself
+causes; after another failure it is kept for a retry, for FAILED_UPLOAD_RETENTION_HOURS."""
 
 from __future__ import annotations
 
@@ -83,7 +83,9 @@ def test_a_failed_import_keeps_its_upload_for_a_retry(
 def test_retention_deletes_the_upload_with_its_task(
     client: Any, settings: Settings, conn: Any, export_folder: Path
 ) -> None:
-    failed = create_import(client, "not,a,goodreads,file\r\n")
+    # A failure that is not the file's own (an unusable file's upload goes at once).
+    conn.execute("ALTER TABLE books ADD CONSTRAINT no_dune CHECK (title <> 'Dune')")
+    failed = create_import(client, GOODREADS)
     waiting = create_import(client, GOODREADS)
     assert Runner(settings, "w").run_by_id(failed) == "failure"
     kept = json.loads(task_row(conn, waiting)["data"])["file"]
@@ -96,6 +98,46 @@ def test_retention_deletes_the_upload_with_its_task(
 
     assert expired is not None and expired.tasks == 1 and len(expired.upload_files) == 1
     assert uploads(export_folder) == [kept]
+
+
+def test_an_unusable_files_upload_is_deleted_with_its_failure(
+    client: Any, settings: Settings, conn: Any, export_folder: Path
+) -> None:
+    for text in ("not,a,goodreads,file\r\n", "Title,Author\r\n" + "x," * 600 + "\r\n"):
+        task_id = create_import(client, text)
+        assert Runner(settings, "w").run_by_id(task_id) == "failure"
+        assert uploads(export_folder) == []  # a retry could not fix the file
+
+
+def test_a_failed_imports_upload_is_kept_for_its_retention_then_deleted(
+    client: Any, settings: Settings, conn: Any, export_folder: Path
+) -> None:
+    conn.execute("ALTER TABLE books ADD CONSTRAINT no_dune CHECK (title <> 'Dune')")
+    task_id = create_import(client, GOODREADS)
+    assert Runner(settings, "w").run_by_id(task_id) == "failure"
+    assert settings.failed_upload_retention_hours == 24
+
+    def failed_ago(hours: float) -> None:
+        conn.execute(
+            "UPDATE tasks SET updated_on = now() - make_interval(secs => %s) WHERE id = %s",
+            (hours * 3600, task_id),
+        )
+
+    failed_ago(23)
+    run_retention(settings)
+    assert len(uploads(export_folder)) == 1  # still there for a retry
+    failed_ago(24.5)
+    expired = run_retention(settings)
+    assert expired is not None and expired.tasks == 0 and len(expired.upload_files) == 1
+    assert uploads(export_folder) == []
+    assert task_row(conn, task_id)["status"] == "failure"  # the task itself is kept
+
+    retried = client.post(f"/v1/tasks/{task_id}/retry", headers=bearer(5))
+    assert retried.status_code == 202
+    assert Runner(settings, "w").run_by_id(task_id) == "failure"
+    assert (
+        task_row(conn, task_id)["error"] == "the uploaded file is no longer stored; upload it again"
+    )
 
 
 def test_status_and_list_queries_do_not_read_task_data() -> None:

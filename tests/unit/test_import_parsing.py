@@ -234,11 +234,18 @@ def test_a_header_past_its_limit_fails_before_it_is_read_whole() -> None:
 def test_too_many_cells_fail_naming_the_row_and_the_limit() -> None:
     wide = ",".join(["z"] * (base.MAX_COLUMNS + 1))
     assert _failure(_HEADER + "Fine,A,,read,\r\n" + wide + "\r\n") == (
-        f"row 3 has {base.MAX_COLUMNS + 1:,} cells, more than the {base.MAX_COLUMNS} an import "
-        "reads; nothing was imported"
+        f"row 3 has more than {base.MAX_COLUMNS} cells, the most an import reads in one row; "
+        "nothing was imported"
     )
     header = "Title,Authors,ISBN/UID,Read Status,Star Rating," + wide + "\r\n"
-    assert _failure(header + "Fine,A,,read,\r\n").startswith("the header row has")
+    assert _failure(header + "Fine,A,,read,\r\n").startswith("the header row has more than")
+
+
+def test_commas_inside_quoted_cells_are_not_cells() -> None:
+    # Far more commas than MAX_COLUMNS, all inside quoted cells (and a doubled quote).
+    review = '"' + "well, " * (3 * base.MAX_COLUMNS) + 'said ""so"", then\nmore, and more"'
+    parsed = parse(_HEADER + f"{review},A,,read,\r\n", storygraph_import.FORMAT)
+    assert parsed.books[0].title.startswith("well, well,") and parsed.invalid == []
 
 
 def test_a_cell_past_the_cell_limit_fails_naming_the_row_and_the_limit() -> None:

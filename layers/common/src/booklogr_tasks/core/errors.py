@@ -179,6 +179,11 @@ class JobError(Exception):
         self.result = result
 
 
+class FileUnusable(JobError):
+    """The file itself cannot be imported as it is (not CSV, not the format, past a limit, no
+    readable row): a retry cannot fix it, so its upload is deleted with the failure."""
+
+
 class OwnerNotAUser(JobError):
     """The task's owner is not one of BookLogr's users (where BookLogr's `users` table exists)."""
 

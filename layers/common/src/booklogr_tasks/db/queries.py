@@ -295,6 +295,19 @@ DELETE FROM tasks WHERE id IN (
      LIMIT %(limit)s)
 RETURNING id, data, created_by"""
 
+# Failed tasks this service ran that failed between `age` and `age + window` ago: a failed
+# import among them still holds its upload (kept for a retry), which retention now deletes.
+# Each retention run looks at this window (wider than the time between runs), so every failure
+# is seen a few times, not on every run for as long as the task is kept; the task's own
+# retention (DELETE_OLD_TASKS) deletes what a listener that was down longer missed.
+FAILED_UPLOADS_DUE: LiteralString = f"""
+SELECT data, created_by FROM tasks
+ WHERE status = 'failure'
+   AND updated_on < now() - make_interval(secs => %(age)s)
+   AND updated_on >= now() - make_interval(secs => %(age)s + %(window)s)
+   AND {_CLAIMED_BY_US}
+ ORDER BY updated_on LIMIT %(limit)s"""
+
 # Keep each owner's newest few exports of a format; delete the older ones past the age limit,
 # and their rows in BookLogr's `files` list with them. Exports a schedule made are its own to
 # keep (its `keep`, db/schedules.py): retention neither counts nor deletes them.

@@ -372,9 +372,12 @@ def expire(
     export_age_seconds: float,
     keep_exports: int,
     types: list[str],
+    failed_upload_age_seconds: float | None = None,
+    window_seconds: float = 3600.0,
 ) -> Expired | None:
     """Delete old finished tasks (of these types, that this service ran) and old exports' rows,
-    in the caller's transaction.
+    in the caller's transaction; with `failed_upload_age_seconds`, also name the uploads of
+    imports that failed between that age and `window_seconds` more ago.
 
     Returns the files of the deleted export rows, for the caller to delete *after* commit (a
     crash in between leaves a file without a row, never a row without its file); None if another
@@ -390,7 +393,18 @@ def expire(
     deleted = conn.execute(
         queries.DELETE_OLD_TASKS, {"age": task_age_seconds, "limit": 10_000, "types": types}
     ).fetchall()
-    uploads = [upload_named_in(row["data"], row["created_by"]) for row in deleted]
+    failed = []
+    if failed_upload_age_seconds is not None:
+        failed = conn.execute(
+            queries.FAILED_UPLOADS_DUE,
+            {
+                "age": failed_upload_age_seconds,
+                "window": window_seconds,
+                "limit": 10_000,
+                "types": types,
+            },
+        ).fetchall()
+    uploads = [upload_named_in(row["data"], row["created_by"]) for row in [*deleted, *failed]]
     return Expired(tasks=len(deleted), export_files=files, upload_files=[u for u in uploads if u])
 
 

@@ -1,5 +1,6 @@
-"""Housekeeping that listeners do on a slow timer: expire old tasks and exports, and remove the
-files that tasks given up on left behind."""
+"""Housekeeping that listeners do on a slow timer: expire old tasks and exports, delete the
+uploads of failed imports once their retry window is over, and remove the files that tasks
+given up on left behind."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from booklogr_tasks.db.pool import pooled
 from booklogr_tasks.jobs import get_spec, known_types
 from booklogr_tasks.storage import export_store
 
-DAY = 86_400.0
+HOUR = 3600.0
+DAY = 24 * HOUR
 
 
 def run_retention(settings: Settings, types: list[str] | None = None) -> tasks.Expired | None:
@@ -24,13 +26,17 @@ def run_retention(settings: Settings, types: list[str] | None = None) -> tasks.E
             export_age_seconds=settings.export_max_age_days * DAY,
             keep_exports=settings.export_keep_per_format,
             types=types or known_types(),
+            failed_upload_age_seconds=settings.failed_upload_retention_hours * HOUR,
+            window_seconds=max(3 * settings.retention_interval_seconds, HOUR),
         )
     if expired is None:
         return None
     store = export_store(settings)
     for key in expired.export_files:
         store.delete(key)
-    for key in expired.upload_files:  # the files of expired imports (kept for a retry)
+    # The uploads of expired imports, and of failed ones past FAILED_UPLOAD_RETENTION_HOURS
+    # (kept until then for a retry); deleting one already gone is a no-op.
+    for key in expired.upload_files:
         store.delete(key)
     if expired.tasks or expired.export_files:
         logger.info(

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NoReturn
 
-from booklogr_tasks.core.errors import JobError, RowInvalid
+from booklogr_tasks.core.errors import FileUnusable, RowInvalid
 
 READING_STATUSES = ("Read", "Currently reading", "To be read", "Did not finish")
 PROGRESS_EVERY_ROWS = 1000
@@ -227,12 +227,12 @@ class Reading:
     def check_any_read(self) -> None:
         """JobError for a file without a book: no data rows, or none readable."""
         if self.rows == 0:
-            raise JobError(
+            raise FileUnusable(
                 f"the file has a header but no rows: there is nothing to import in this "
                 f"{self.fmt.name}"
             )
         if self.books == 0:
-            raise JobError(
+            raise FileUnusable(
                 f"none of the {self.rows} rows of this {self.fmt.name} could be read",
                 {"imported": 0, "rows": self.rows, **self.invalid_summary()},
             )
@@ -289,39 +289,43 @@ def read_records(source: str | BinaryIO, fmt: ImportFormat) -> Iterator[Record]:
     try:
         header = next(reader, None)
         if header is None or not any(cell.strip() for cell in header):
-            raise JobError(f"the file is empty: expected a {fmt.name} with a header row")
+            raise FileUnusable(f"the file is empty: expected a {fmt.name} with a header row")
         _check_width(header, 1)
         columns = [cell.strip() for cell in header]
         folded = {c.casefold() for c in columns}
         missing = [c for c in fmt.required if c.casefold() not in folded]
         if missing:
-            raise JobError(
+            raise FileUnusable(
                 f"this is not a {fmt.name}: required column{'s' if len(missing) > 1 else ''} "
                 f"missing: {', '.join(missing)}"
             )
         yield from _records(reader, columns, lines)
     except csv.Error as exc:
         if "field larger than field limit" in str(exc):
-            raise JobError(
+            raise FileUnusable(
                 f"row {lines.row} has a cell longer than {MAX_CELL_CHARS:,} characters, the "
                 "most an import reads in one cell; nothing was imported"
             ) from None
-        raise JobError(f"the file is not readable CSV (row {reader.line_num}): {exc}") from exc
+        raise FileUnusable(f"the file is not readable CSV (row {reader.line_num}): {exc}") from exc
     finally:
         text.detach()  # the caller owns (and closes) the byte stream
 
 
 class Lines:
     """The file's lines for the csv reader, checked as they are read: UTF-8 without NUL (what
-    PostgreSQL can store; bytes that were not UTF-8 reach us as U+FFFD), and no row (which may
-    span lines) longer than MAX_ROW_CHARS, or MAX_HEADER_CHARS for the header. A line is read
-    at most that far, so a file of one endless line costs no more than the limit."""
+    PostgreSQL can store; bytes that were not UTF-8 reach us as U+FFFD), no row (which may span
+    lines) longer than MAX_ROW_CHARS (MAX_HEADER_CHARS for the header), and none of more than
+    MAX_COLUMNS cells. A line is read at most that far, and its cells are counted before the csv
+    reader makes them objects, so a row costs about its own length whatever its shape."""
 
     def __init__(self, text: io.TextIOWrapper) -> None:
         self.text = text
         self.line = 0
         self.row = 1  # the row being read, as a spreadsheet numbers it (the header is 1)
         self._row_chars = 0
+        self._row_lines: list[str] = []
+        self._commas = 0  # in the row so far: at least its cells - 1
+        self._cells: _CellCount | None = None  # counted exactly once the commas could be too many
 
     def __iter__(self) -> Lines:
         return self
@@ -334,31 +338,75 @@ class Lines:
         self.line += 1
         self._row_chars += len(line)
         if self._row_chars > limit:
-            what = "the header row" if self.row == 1 else f"row {self.row}"
-            raise JobError(
-                f"{what} is longer than {limit:,} characters, the most an import reads in one "
-                "row; nothing was imported"
+            raise FileUnusable(
+                f"{self._what()} is longer than {limit:,} characters, the most an import reads "
+                "in one row; nothing was imported"
             )
         if "\ufffd" in line or "\x00" in line:
             what = "is not valid UTF-8" if "\ufffd" in line else "contains NUL characters"
-            raise JobError(
+            raise FileUnusable(
                 f"the file {what} (line {self.line}); save it as UTF-8 text and try again"
             )
+        self._count_cells(line)
         return line
+
+    def _count_cells(self, line: str) -> None:
+        # Commas in quoted cells are not separators: a row's commas only bound its cells, and
+        # the exact count (a scan) is made only for a row whose commas could be too many.
+        self._row_lines.append(line)
+        self._commas += line.count(",")
+        if self._commas < MAX_COLUMNS:
+            return
+        if self._cells is None:
+            self._cells = _CellCount()
+            for seen in self._row_lines:
+                self._cells.add(seen)
+        else:
+            self._cells.add(line)
+        if self._cells.cells > MAX_COLUMNS:
+            too_many_cells(self._what())
+
+    def _what(self) -> str:
+        return "the header row" if self.row == 1 else f"row {self.row}"
 
     def next_row(self) -> None:
         """The csv reader returned a row: what follows is the next one."""
         self.row += 1
         self._row_chars = 0
+        self._row_lines.clear()
+        self._commas = 0
+        self._cells = None
+
+
+_QUOTE_OR_COMMA = re.compile(r'[",]')
+
+
+class _CellCount:
+    """The cells of a row, as the csv module splits them: commas outside quotes, plus one (a
+    doubled quote inside a quoted cell flips the state twice)."""
+
+    def __init__(self) -> None:
+        self.cells = 1
+        self.quoted = False
+
+    def add(self, line: str) -> None:
+        for match in _QUOTE_OR_COMMA.finditer(line):
+            if match.group() == '"':
+                self.quoted = not self.quoted
+            elif not self.quoted:
+                self.cells += 1
+
+
+def too_many_cells(what: str) -> NoReturn:
+    raise FileUnusable(
+        f"{what} has more than {MAX_COLUMNS} cells, the most an import reads in one row; "
+        "nothing was imported"
+    )
 
 
 def _check_width(cells: list[str], row: int) -> None:
     if len(cells) > MAX_COLUMNS:
-        what = "the header row" if row == 1 else f"row {row}"
-        raise JobError(
-            f"{what} has {len(cells):,} cells, more than the {MAX_COLUMNS} an import reads; "
-            "nothing was imported"
-        )
+        too_many_cells("the header row" if row == 1 else f"row {row}")
 
 
 def _records(reader: Iterator[list[str]], columns: list[str], lines: Lines) -> Iterator[Record]:

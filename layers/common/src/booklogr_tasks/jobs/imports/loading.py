@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 import psycopg
 from psycopg.rows import tuple_row
 
-from booklogr_tasks.core.errors import JobError, UploadMissing
+from booklogr_tasks.core.errors import FileUnusable, JobError, UploadMissing
 from booklogr_tasks.core.models import ImportPayload
 from booklogr_tasks.core.observability import logger
 from booklogr_tasks.db.files import check_owner_is_user, table_exists
@@ -91,8 +91,8 @@ def run_import(ctx: JobContext, payload: ImportPayload, fmt: ImportFormat) -> Ou
         if payload.file is not None:
             delete_upload(ctx, payload.file)
 
-    # A failed import keeps its upload, so a retry can read it again; retention deletes it
-    # with the task.
+    # A failed import keeps its upload for a retry unless the file itself is unusable
+    # (load_file); maintenance deletes it FAILED_UPLOAD_RETENTION_HOURS after the failure.
     return Outcome(result=result, publish=publish, committed=committed)
 
 
@@ -100,11 +100,18 @@ def load_file(
     ctx: JobContext, conn: Conn, payload: ImportPayload, fmt: ImportFormat
 ) -> dict[str, Any]:
     """Before its first statement (no transaction is open while it waits), the import takes
-    its share of the listener's memory budget."""
-    with open_file(ctx, payload) as source:
-        size = size_of(source)
-        with IMPORTS.reserve(ctx, ctx.settings.max_upload_bytes if size is None else size):
-            return _load(ctx, conn, payload, fmt, source)
+    its share of the listener's memory budget. A file that cannot be imported as it is has its
+    upload deleted with the failure (a retry would fail the same way); after any other failure
+    the upload is kept for a retry, for FAILED_UPLOAD_RETENTION_HOURS (maintenance)."""
+    try:
+        with open_file(ctx, payload) as source:
+            size = size_of(source)
+            with IMPORTS.reserve(ctx, ctx.settings.max_upload_bytes if size is None else size):
+                return _load(ctx, conn, payload, fmt, source)
+    except FileUnusable:
+        if payload.file is not None:
+            delete_upload(ctx, payload.file)
+        raise
 
 
 def _load(
