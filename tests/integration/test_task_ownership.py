@@ -24,6 +24,8 @@ CLASSIFIED: list[tuple[str, int | None]] = [
     ('{"owner_id": 7}', 7),
     (' \n{"type": "x", "owner_id": 12, "csv": "a,b"}', 12),
     ('{"owner_id": 9223372036854775807}', 2**63 - 1),
+    ('{"csv": "a\\u0000b", "owner_id": 3}', 3),  # valid JSON that PostgreSQL text cannot hold
+    ('{"owner_id": "x", "owner_id": 4}', 4),  # the last of duplicate keys, as Python reads it
     ("{'note': '\"owner_id\"'}", None),  # a Python repr that mentions the key
     ("{'owner_id': 1}", None),  # a Python repr of an owner
     ("{}", None),
@@ -35,6 +37,7 @@ CLASSIFIED: list[tuple[str, int | None]] = [
     ('{"owner_id": 1.5}', None),
     ('{"owner_id": 1.0}', None),
     ('{"owner_id": 1e40}', None),
+    ('{"owner_id": 1e0}', None),  # a float to Python
     ('{"owner_id": 9223372036854775808}', None),  # past bigint
     ('{"owner_id": true}', None),
     ('{"owner_id": null}', None),

@@ -198,10 +198,10 @@ _BACKOFF_T: LiteralString = """now() + make_interval(secs => least(%(backoff_cap
 
 # Started tasks whose heartbeat is older than the lease belong to a lost worker (a task claimed
 # before heartbeat_at existed is judged by updated_on, its lease clock then; index
-# tasks_lease_idx). Several
-# listeners may reap at once: SKIP LOCKED gives each lost task to one of them (and skips a row
-# whose success transaction is still running). Only this service's claims of the types this
-# listener serves are reaped: BookLogr marks its own tasks started with a NULL worker.
+# tasks_lease_idx). Several listeners may reap at once: SKIP LOCKED gives each lost task to one
+# of them (and skips a row whose success transaction is still running). Only this service's
+# claims of the types this listener serves are reaped: BookLogr marks its own tasks started
+# with a NULL worker.
 REAP_LOST: LiteralString = f"""
 WITH lost AS (
     SELECT id FROM tasks

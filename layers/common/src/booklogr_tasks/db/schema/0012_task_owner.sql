@@ -8,26 +8,30 @@ ALTER TABLE tasks ADD COLUMN IF NOT EXISTS owner_id bigint NULL;
 -- The owner a task's data names, or NULL. Never raises: whatever text another program stores,
 -- its insert goes through. The cheap checks first, so that only text that could be a JSON object
 -- naming an owner pays for a parse (in a block of its own, as a failed cast ends the statement).
+-- `json`, not `jsonb`: the number is judged as written (`1e0` and `1.0` are not integers to the
+-- service's own parser either), and `\u0000`, valid JSON that PostgreSQL cannot hold as text,
+-- is read as another character (only the owner's number matters here, and it has none).
 CREATE OR REPLACE FUNCTION booklogr_tasks_owner_of(payload text) RETURNS bigint
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 DECLARE
-    doc jsonb;
+    doc json;
     owner text;
 BEGIN
-    IF payload IS NULL OR strpos(payload, 'owner_id') = 0 OR ltrim(payload, E' \t\r\n') NOT LIKE '{%' THEN
+    IF payload IS NULL OR strpos(payload, 'owner_id') = 0
+       OR ltrim(payload, E' \t\r\n') NOT LIKE '{%' THEN
         RETURN NULL;
     END IF;
     BEGIN
-        doc := payload::jsonb;
+        doc := replace(payload, '\u0000', '\u0001')::json;
+        IF json_typeof(doc) <> 'object'
+           OR json_typeof(doc -> 'owner_id') IS DISTINCT FROM 'number' THEN
+            RETURN NULL;
+        END IF;
+        owner := (doc -> 'owner_id')::text;
     EXCEPTION WHEN others THEN
         RETURN NULL;
     END;
-    IF jsonb_typeof(doc) <> 'object' OR jsonb_typeof(doc -> 'owner_id') IS DISTINCT FROM 'number' THEN
-        RETURN NULL;
-    END IF;
-    -- jsonb writes a number in its shortest exact form: a positive integer is digits only
-    -- (1.0 keeps its scale, so it is not one); 19 digits at most before the range check.
-    owner := doc ->> 'owner_id';
+    -- Digits only, no sign, fraction or exponent; 19 digits at most before the range check.
     IF owner !~ '^[1-9][0-9]{0,18}$' OR owner::numeric > 9223372036854775807 THEN
         RETURN NULL;
     END IF;
