@@ -49,8 +49,7 @@ IDLE_CHECK_SECONDS = 5.0
 def _give_back(pool: ConnectionPool[Conn], conn: Conn) -> None:
     """Return a connection to the pool, noting when (for _check_if_idle). Noted here rather
     than in the pool's `reset` hook: with a hook, the pool hands every returned connection to
-    its background thread, a thread switch per use (API: 0.58-0.78 ms of server CPU per
-    request with the hook, 0.43-0.47 without)."""
+    its background thread, a thread switch per use (its cost: bench/README.md)."""
     conn._booklogr_returned_at = time.monotonic()  # type: ignore[attr-defined]
     pool.putconn(conn)
 
