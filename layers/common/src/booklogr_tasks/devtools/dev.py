@@ -42,7 +42,6 @@ from booklogr_tasks.devtools.tokens import mint_token, token_command
 
 DEV_HOME = Path(".booklogr-tasks")
 DEV_DATABASE = "booklogr"
-DEFAULT_PORT = 8000
 SECRET_FILE = "auth-secret"
 EXPORTS = "exports"
 # Slack on top of the listener's own grace period before a child is killed.
@@ -52,7 +51,7 @@ POLL_SECONDS = 0.25
 
 
 def run_dev(host: str, port: int | None, demo: bool = False) -> int:
-    port = port if port is not None else int(os.environ.get("PORT") or DEFAULT_PORT)
+    port = port if port is not None else load_settings().port
     stop = StopRequest()
     stop.install()
     DEV_HOME.mkdir(exist_ok=True)
