@@ -42,7 +42,7 @@ API_FUNCTION = "APIHandler"
 # `booklogr-tasks api` on a server of your own; on Lambda, API Gateway does that job.
 NOT_IN_LAYER = {"chalice", "boto3", "granian", "uvloop"}
 # Sub-packages of booklogr_tasks left out of the layer.
-NOT_IN_LAYER_PACKAGES = ("devtools",)
+NOT_IN_LAYER_PACKAGES = ("cli", "devtools")
 
 # API Gateway gives up after 29 s, so the API function never needs longer. Task functions get
 # Lambda's maximum: a large import or export must not be cut off (a cut-off task is retried by

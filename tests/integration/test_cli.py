@@ -15,7 +15,7 @@ from tests.helpers import insert_task
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "booklogr_tasks.devtools.cli", *args],
+        [sys.executable, "-m", "booklogr_tasks.cli", *args],
         env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
 

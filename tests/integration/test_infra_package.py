@@ -134,6 +134,7 @@ def test_layer_holds_the_shared_package_and_the_function_zip_only_the_app(built:
     assert f"{site}/booklogr_tasks/http/openapi.json" in names
     # The command line, the dev runner and the embedded database stay out of Lambda.
     assert not any(name.startswith(f"{site}/booklogr_tasks/devtools") for name in names)
+    assert not any(name.startswith(f"{site}/booklogr_tasks/cli") for name in names)
     assert not any("__pycache__" in name for name in names)
 
     with zipfile.ZipFile(built / "deployment.zip") as app_zip:

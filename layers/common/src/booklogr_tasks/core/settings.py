@@ -199,6 +199,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(f"invalid configuration: {problems}") from None
 
 
+def load_only(*fields: str) -> Settings:
+    """Settings with only these fields read from the environment (the rest at their defaults):
+    for code that runs at import, where an unrelated bad variable must not fail the import (the
+    command that uses it reports it)."""
+    keys = {field.upper() for field in fields}
+    return load_settings({k: v for k, v in os.environ.items() if k.upper() in keys})
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process's settings; tests that change the environment call get_settings.cache_clear()."""

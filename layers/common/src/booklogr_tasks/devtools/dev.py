@@ -221,7 +221,7 @@ class Children:
 
     def start(self, name: str, args: list[str], env: dict[str, str]) -> None:
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "booklogr_tasks.devtools.cli", *args],
+            [sys.executable, "-m", "booklogr_tasks.cli", *args],
             env=env,
             start_new_session=True,
             preexec_fn=_die_with_parent(os.getpid()),

@@ -58,9 +58,7 @@ def read_secret(secret_file: Path | None, default_file: Path) -> str:
 def token_command(secret_file: Path | None, user_id: int) -> str:
     """A shell command that prints a fresh token, with absolute paths so it works anywhere."""
     script = Path(sys.executable).with_name("booklogr-tasks")
-    program = (
-        [str(script)] if script.exists() else [sys.executable, "-m", "booklogr_tasks.devtools.cli"]
-    )
+    program = [str(script)] if script.exists() else [sys.executable, "-m", "booklogr_tasks.cli"]
     args = [*program, "token"]
     if user_id != 1:
         args += ["--user", str(user_id)]

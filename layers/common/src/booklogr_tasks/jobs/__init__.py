@@ -7,7 +7,7 @@ import importlib
 from typing import Any
 
 from booklogr_tasks.core.errors import JobError
-from booklogr_tasks.core.settings import load_settings
+from booklogr_tasks.core.settings import load_only
 from booklogr_tasks.jobs.base import JobContext, JobSpec, Outcome
 
 REGISTRY: dict[str, JobSpec[Any]] = {}
@@ -42,7 +42,7 @@ def _load_builtin_jobs() -> None:
 def _load_extra_jobs() -> None:
     """Job modules named in BOOKLOGR_TASKS_JOB_MODULES (comma-separated) register more types:
     how an operator adds a job, and how tests and benchmarks add their no-op jobs."""
-    for name in load_settings().job_modules:
+    for name in load_only("booklogr_tasks_job_modules").job_modules:
         importlib.import_module(name)
 
 

@@ -1,4 +1,4 @@
-"""`booklogr-tasks`: migrate, listen, api, dev, queue."""
+"""`booklogr-tasks`: migrate, listen, api, queue; dev and token come from devtools."""
 
 from __future__ import annotations
 
@@ -139,7 +139,7 @@ def cmd_listen(types: list[str] | None, concurrency: int, nickname: str | None) 
 
 
 def cmd_queue() -> int:
-    from booklogr_tasks.devtools.queue_report import print_queue
+    from booklogr_tasks.cli.queue import print_queue
 
     print_queue(get_settings().database_url, sys.stdout)
     return 0
@@ -192,7 +192,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 3
         raise
     return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
