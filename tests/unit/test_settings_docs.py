@@ -70,8 +70,13 @@ def test_code_reads_no_variable_the_docs_do_not_list() -> None:
     """Outside the model, code reads only what it passes through (and TASK_FUNCTION_<TYPE>)."""
     allowed = set(table("Passed through"))
     sources = [*PACKAGE.rglob("*.py"), REPO / "functions" / "app.py"]
-    read = re.compile(r"""(?:environ\.get\(|environ\[|getenv\()\s*f?["']([A-Za-z0-9_]+)""")
+    # Reads only: `os.environ[...] = ...` and `del os.environ[...]` hand values to children.
+    read = re.compile(
+        r"""(?:environ\.get\(|getenv\()\s*f?["']([A-Za-z0-9_]+)"""
+        r"""|(?<!del os\.)environ\[\s*f?["']([A-Za-z0-9_]+)["']\](?!\s*=[^=])"""
+    )
     for source in sources:
-        for name in read.findall(source.read_text("utf-8")):
+        for names in read.findall(source.read_text("utf-8")):
+            name = "".join(names)
             if source.name != "settings.py":
                 assert name in allowed, f"{source} reads {name}"

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from booklogr_tasks.cli.database import chosen_database, unreachable
 from booklogr_tasks.core.errors import SchemaOutOfDate, SettingsError
 from booklogr_tasks.core.settings import get_settings
 from booklogr_tasks.worker.wiring import DEFAULT_CONCURRENCY
@@ -23,6 +24,11 @@ def _types(value: str) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="booklogr-tasks", description="Background tasks (exports, imports) for BookLogr."
+    )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="do not say which database is used (for processes `dev` starts, which says it)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     migrate = sub.add_parser("migrate", help="create or update the database schema (idempotent)")
@@ -146,7 +152,7 @@ def cmd_queue() -> int:
 
 
 def cmd_token(user_id: int, secret_file: Path | None, hours: float | None) -> int:
-    from booklogr_tasks.devtools.dev import DEV_HOME, SECRET_FILE
+    from booklogr_tasks.devtools.home import DEV_HOME, SECRET_FILE, find_home
     from booklogr_tasks.devtools.tokens import (
         DEFAULT_LIFETIME_SECONDS,
         NoSecret,
@@ -155,7 +161,7 @@ def cmd_token(user_id: int, secret_file: Path | None, hours: float | None) -> in
     )
 
     try:
-        secret = read_secret(secret_file, DEV_HOME / SECRET_FILE)
+        secret = read_secret(secret_file, (find_home() or DEV_HOME) / SECRET_FILE)
     except NoSecret as exc:
         print(f"booklogr-tasks token: {exc}", file=sys.stderr)
         return 2
@@ -164,31 +170,49 @@ def cmd_token(user_id: int, secret_file: Path | None, hours: float | None) -> in
     return 0
 
 
+# The commands that use a database, and so say first which one.
+USES_DATABASE = {"migrate", "listen", "api", "queue"}
+
+
+def run_command(args: argparse.Namespace) -> int:
+    if args.command == "migrate":
+        return cmd_migrate(args.wait)
+    if args.command == "listen":
+        return cmd_listen(args.types, args.concurrency, args.nickname)
+    if args.command == "queue":
+        return cmd_queue()
+    if args.command == "token":
+        return cmd_token(args.user, args.secret_file, args.hours)
+    if args.command == "api":
+        from booklogr_tasks.http.server import serve
+
+        return serve(args.host, args.port)
+    if args.command == "dev":
+        from booklogr_tasks.devtools.dev import run_dev
+
+        return run_dev(args.host, args.port, demo=args.demo)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Every error a user can cause ends in one sentence on stderr and a non-zero exit."""
+    import psycopg
+
     args = build_parser().parse_args(argv)
+    url = None
     try:
-        if args.command == "migrate":
-            return cmd_migrate(args.wait)
-        if args.command == "listen":
-            return cmd_listen(args.types, args.concurrency, args.nickname)
-        if args.command == "queue":
-            return cmd_queue()
-        if args.command == "token":
-            return cmd_token(args.user, args.secret_file, args.hours)
-        if args.command == "api":
-            from booklogr_tasks.http.server import serve
-
-            return serve(args.host, args.port)
-        if args.command == "dev":
-            from booklogr_tasks.devtools.dev import run_dev
-
-            return run_dev(args.host, args.port, demo=args.demo)
+        if args.command not in USES_DATABASE:
+            return run_command(args)
+        with chosen_database(say=not args.quiet) as url:
+            return run_command(args)
     except SettingsError as exc:
         print(f"booklogr-tasks: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:
-        if isinstance(exc, SchemaOutOfDate):
-            print(f"booklogr-tasks: {exc}", file=sys.stderr)
-            return 3
-        raise
-    return 2
+    except SchemaOutOfDate as exc:
+        print(f"booklogr-tasks: {exc}", file=sys.stderr)
+        return 3
+    except psycopg.OperationalError as exc:
+        if url is None:
+            raise
+        print(f"booklogr-tasks: {unreachable(url, exc)}", file=sys.stderr)
+        return 2
