@@ -281,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"template: {sam}")
     print(f"next: aws cloudformation package --template-file {sam} --s3-bucket <artifacts bucket>")
-    print("        --output-template-file packaged.yaml, then aws cloudformation deploy (README)")
+    print("        --output-template-file packaged.yaml, then aws cloudformation deploy")
+    print("        (docs/deploy.md)")
     return 0
 
 
