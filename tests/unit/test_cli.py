@@ -54,6 +54,18 @@ def test_a_malformed_database_url_is_one_sentence(
     assert err.startswith("booklogr-tasks: DATABASE_URL is not a PostgreSQL URL")
 
 
+def test_dev_refuses_a_malformed_database_url_in_one_sentence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", "postgres:/broken")
+    assert cli.main(["dev", "--port", str(closed_port())]) == 2
+    captured = capsys.readouterr()
+    one_sentence(captured.err)
+    assert "DATABASE_URL is not a PostgreSQL URL" in captured.err
+    assert "booklogr-tasks is running" not in captured.out
+
+
 def test_an_unreachable_database_is_one_sentence_after_the_line_naming_it(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

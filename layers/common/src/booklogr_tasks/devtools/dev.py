@@ -53,7 +53,9 @@ POLL_SECONDS = 0.25
 
 
 def run_dev(host: str, port: int | None, demo: bool = False) -> int:
-    port = port if port is not None else load_settings().port
+    settings = load_settings()
+    check_url(settings.database_url)
+    port = port if port is not None else settings.port
     base_url = f"http://{url_host(host)}:{port}"
     # Refusals come before anything is started or printed: one copy per folder, a free port.
     lock = RunLock(DEV_HOME)
@@ -81,7 +83,6 @@ def _run(host: str, port: int, base_url: str, demo: bool) -> int:
     env = dict(os.environ)
     with ExitStack() as stack:
         if env.get("DATABASE_URL"):
-            check_url(env["DATABASE_URL"])
             say(f"database:  {redacted(env['DATABASE_URL'])} (from DATABASE_URL)")
         else:
             from booklogr_tasks.devtools.embedded import embedded_server
