@@ -139,19 +139,3 @@ def test_a_port_in_use_is_named_with_how_to_pick_another() -> None:
             sleeper.kill()
             sleeper.wait()
     assert port_problem("127.0.0.1", closed_port()) is None
-
-
-def test_api_refuses_a_port_in_use_in_one_sentence(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@127.0.0.1:{closed_port()}/x")
-    monkeypatch.setenv("AUTH_SECRET_KEY", "a-secret-of-sufficient-length-0123456789")
-    with socket.socket() as held:
-        held.bind(("127.0.0.1", 0))
-        held.listen()
-        port = held.getsockname()[1]
-        assert cli.main(["api", "--port", str(port)]) == 2
-    err = capsys.readouterr().err.splitlines()
-    assert err[0].startswith("database: ")
-    one_sentence(err[-1])
-    assert f"port {port} on 127.0.0.1 is already in use" in err[-1] and "--port" in err[-1]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
@@ -29,20 +29,20 @@ def unreachable(url: str, exc: psycopg.OperationalError) -> str:
 
 
 @contextmanager
-def chosen_database(say: bool = True) -> Iterator[str]:
-    """The URL the command uses, set as DATABASE_URL for it (and processes it starts); the
-    first line on stderr says which it is and where it came from."""
+def chosen_database(say: Callable[[str], None] | None = None) -> Iterator[str]:
+    """The URL the command uses, set as DATABASE_URL for it (and processes it starts); `say`
+    (by default a line on stderr) tells first which it is and where it came from."""
+    say = say or to_stderr
     from_env = load_only("database_url")
     given = from_env.database_url.strip() if "database_url" in from_env.model_fields_set else ""
     if given:
         check_url(given)
-        _announce(say, f"database: {redacted(given)} (from DATABASE_URL)")
+        say(f"database: {redacted(given)} (from DATABASE_URL)")
         yield given
         return
     home = find_home()
     if home is None:
-        _announce(
-            say,
+        say(
             f"database: {DEFAULT_DATABASE_URL} (the default: DATABASE_URL is unset and no "
             f"`make run` database was found here; to use another, {HOW_TO_POINT})",
         )
@@ -57,7 +57,7 @@ def chosen_database(say: bool = True) -> Iterator[str]:
         ) from None
     with embedded_server(home / PGDATA) as server_url:
         url = urlunsplit(urlsplit(server_url)._replace(path=f"/{DEV_DATABASE}"))
-        _announce(say, f"database: make run's embedded PostgreSQL in {home / PGDATA} ({url})")
+        say(f"database: make run's embedded PostgreSQL in {home / PGDATA} ({url})")
         os.environ["DATABASE_URL"] = url
         get_settings.cache_clear()
         try:
@@ -67,6 +67,16 @@ def chosen_database(say: bool = True) -> Iterator[str]:
             get_settings.cache_clear()
 
 
-def _announce(say: bool, line: str) -> None:
-    if say:
-        print(line, file=sys.stderr, flush=True)
+def to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def to_log(line: str) -> None:
+    """For servers, whose output is JSON lines: the same sentence as a log event."""
+    from booklogr_tasks.core.observability import logger
+
+    logger.info(line)
+
+
+def silent(line: str) -> None:
+    """For processes `dev` starts: it has said which database they use."""

@@ -11,7 +11,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from booklogr_tasks.cli.database import chosen_database, unreachable
+from booklogr_tasks.cli.database import (
+    chosen_database,
+    silent,
+    to_log,
+    to_stderr,
+    unreachable,
+)
 from booklogr_tasks.core.errors import SchemaOutOfDate, SettingsError
 from booklogr_tasks.core.settings import get_settings
 from booklogr_tasks.worker.wiring import DEFAULT_CONCURRENCY
@@ -170,8 +176,9 @@ def cmd_token(user_id: int, secret_file: Path | None, hours: float | None) -> in
     return 0
 
 
-# The commands that use a database, and so say first which one.
+# The commands that use a database, and so say first which one; servers say it as a log event.
 USES_DATABASE = {"migrate", "listen", "api", "queue"}
+SERVERS = {"listen", "api"}
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -203,7 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command not in USES_DATABASE:
             return run_command(args)
-        with chosen_database(say=not args.quiet) as url:
+        say = silent if args.quiet else to_log if args.command in SERVERS else to_stderr
+        with chosen_database(say) as url:
             return run_command(args)
     except SettingsError as exc:
         print(f"booklogr-tasks: {exc}", file=sys.stderr)
