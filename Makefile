@@ -1,6 +1,7 @@
 # The two commands: `make run` and `make test`. Each creates .venv and installs what it needs:
 # `run` the service (and the embedded PostgreSQL), `test` adds the test tools, `bench` the
 # benchmark extra. A stamp per extra set, so `make run` never pulls the test tools in.
+# `make test-fast` is the edit loop: unit and API tests, none that starts a process.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,12 +10,13 @@ RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: install install-run install-test install-bench run test lint typecheck bench bench-quick clean
+.PHONY: install install-run install-test install-bench run test test-fast lint typecheck bench bench-quick clean
 
+# venv's own pip (22.3+ with Python 3.11) installs this project: upgrading it first costs a
+# download on every fresh clone.
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) --upgrade pip
 
 $(RUN_STAMP): pyproject.toml | $(BIN)/python
 	$(PIP) -e '.[embedded]'
@@ -47,6 +49,9 @@ typecheck: install-test
 
 test: lint typecheck
 	$(BIN)/pytest
+
+test-fast: install-test
+	$(BIN)/pytest tests/unit tests/api -m "not slow" -q
 
 bench: install-bench
 	$(BIN)/python -m bench

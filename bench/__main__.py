@@ -1,11 +1,13 @@
 """`python -m bench [--quick | --smoke] [--only NAME[,NAME]] [--out DIR]`: run the benchmarks,
-print the table, write JSON (`<timestamp>.json`, `latest.json`) and `latest.md` to DIR."""
+print the table, write `latest.json` and `latest.md` to DIR and append one line to its
+`history.jsonl` (a run's time, mode, commit and every metric's value and ratio)."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import json
+import subprocess
 import sys
 import time
 import traceback
@@ -32,6 +34,7 @@ BENCHMARKS = {
     "http": "bench.http",
 }
 RESULTS = Path(__file__).resolve().parent / "results"
+HISTORY = "history.jsonl"
 SHARED_NOTE = (
     "Run on a shared machine (other work running at the same time): absolute numbers drift, "
     "ratios against the baseline measured in the same run are what to compare."
@@ -127,6 +130,44 @@ def markdown(report: dict[str, object]) -> str:
     )
 
 
+def commit() -> str | None:
+    """The checkout's short commit, with `+` when it has uncommitted changes."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], capture_output=True).returncode
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+" if dirty else "")
+
+
+def history_line(report: dict[str, object]) -> str:
+    """One run as one compact JSON line: `metrics` maps "benchmark: metric" to [value, ratio]."""
+    results = report["results"]
+    assert isinstance(results, list)
+    metrics: dict[str, list[object]] = {}
+    errors: list[str] = []
+    for res in results:
+        if res["status"] != "ok":
+            errors.append(f"{res['name']}: {res['note']}")
+            continue
+        for row in res["rows"]:
+            metrics[f"{res['name']}: {row['metric']}"] = [row["value"], row["ratio"]]
+    machine = report["machine"]
+    assert isinstance(machine, dict)
+    line = {
+        "started_at": report["started_at"],
+        "mode": report["mode"],
+        "commit": report.get("commit"),
+        "seconds": report["seconds"],
+        "load": machine.get("loadavg_at_start"),
+        "metrics": metrics,
+        "errors": errors,
+    }
+    return json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     mode = harness.MODES["smoke" if args.smoke else "quick" if args.quick else "full"]
@@ -140,15 +181,16 @@ def main(argv: list[str] | None = None) -> int:
         "started_at": started.isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - clock, 1),
         "machine": machine,
+        "commit": commit(),
         "note": SHARED_NOTE,
         "results": results,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
-    stamp = started.strftime("%Y%m%dT%H%M%SZ")
-    (args.out / f"{stamp}-{mode.name}.json").write_text(text)
     (args.out / "latest.json").write_text(text)
     (args.out / "latest.md").write_text(markdown(report))
+    with (args.out / HISTORY).open("a") as history:
+        history.write(history_line(report))
     print(markdown(report))
     return 1 if any(r["status"] == "error" for r in results) else 0
 

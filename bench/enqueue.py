@@ -96,7 +96,7 @@ def api_rate(url: str, tmp: Path, n: int, reps: int) -> float:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("UPDATE tasks SET status = 'success' WHERE status = 'fresh'")
     port = free_port()
-    command = [sys.executable, "-m", "booklogr_tasks.devtools.cli", "api", "--port", str(port)]
+    command = [sys.executable, "-m", "booklogr_tasks.cli", "api", "--port", str(port)]
     with harness.processes([command], env, tmp, "api") as (proc,):
 
         def healthy() -> bool:

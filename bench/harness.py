@@ -352,7 +352,7 @@ def processes(
 
 def listener_command(concurrency: int | None) -> list[str]:
     """`booklogr-tasks listen`; with no concurrency, at its default (what users run)."""
-    command = [sys.executable, "-m", "booklogr_tasks.devtools.cli", "listen"]
+    command = [sys.executable, "-m", "booklogr_tasks.cli", "listen"]
     return command if concurrency is None else [*command, "--concurrency", str(concurrency)]
 
 

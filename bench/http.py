@@ -119,7 +119,7 @@ def server_env(url: str, tmp: Path, log_level: str = DEFAULT_LOG_LEVEL) -> dict[
 
 
 def api_command(port: int) -> list[str]:
-    return [sys.executable, "-m", "booklogr_tasks.devtools.cli", "api", "--port", str(port)]
+    return [sys.executable, "-m", "booklogr_tasks.cli", "api", "--port", str(port)]
 
 
 def chalice_local_command(port: int) -> list[str]:

@@ -45,7 +45,7 @@ app = Chalice(app_name="booklogr-tasks", configure_logs=False)
 # The one binary media type of the API: uploads (POST /v1/files) hold files, which API Gateway
 # must pass through as bytes. No answer is binary (exports are UTF-8 text; S3 serves them on
 # Lambda). Chalice matches its default list (audio, images, archives) against content types
-# three times per request: 5 % of the instructions the app ran per request (callgrind).
+# several times per request, a cost worth avoiding (bench/README.md).
 app.api.binary_types = ["multipart/form-data"]
 
 View = Callable[..., Response]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -42,9 +43,11 @@ SCHEDULER_FUNCTION = "Scheduler"
 # Chalice ships itself in the function zip, and the Lambda runtime provides boto3: leaving them
 # out of the layer keeps it well under Lambda's 250 MB limit. granian (with uvloop) serves
 # `booklogr-tasks api` on a server of your own; on Lambda, API Gateway does that job.
+# The region `chalice package` runs with when none is configured (see packaging_environment).
+BUILD_REGION = "us-east-1"
 NOT_IN_LAYER = {"chalice", "boto3", "granian", "uvloop"}
 # Sub-packages of booklogr_tasks left out of the layer.
-NOT_IN_LAYER_PACKAGES = ("devtools",)
+NOT_IN_LAYER_PACKAGES = ("cli", "devtools")
 
 # API Gateway gives up after 29 s, so the API function never needs longer. Task functions get
 # Lambda's maximum: a large import or export must not be cut off (a cut-off task is retried by
@@ -208,6 +211,24 @@ def check_merged(template: dict[str, Any], touched: list[str]) -> None:
         )
 
 
+def packaging_environment() -> dict[str, str]:
+    """The environment for `chalice package`. Chalice wants an AWS region even to write a
+    template, and the template does not depend on it (it names none): without one configured,
+    packaging uses BUILD_REGION. The region deployed to is the one `aws cloudformation deploy`
+    uses."""
+    import boto3
+
+    env = dict(os.environ)
+    if not boto3.session.Session().region_name:
+        env["AWS_DEFAULT_REGION"] = BUILD_REGION
+        print(f"no AWS region configured: packaging with {BUILD_REGION} (the template names none)")
+    return env
+
+
+class BuildFailed(Exception):
+    """A step of the build failed; its message is one sentence."""
+
+
 def build(stage: str, out: Path, skip_deps: bool = False, functions: Path = FUNCTIONS) -> Path:
     """Build into `out`; returns the path of the SAM template."""
     task_types = known_types()
@@ -218,7 +239,7 @@ def build(stage: str, out: Path, skip_deps: bool = False, functions: Path = FUNC
     merge_path.write_text(json.dumps(merge, indent=2))
     if package_dir.exists():
         shutil.rmtree(package_dir)
-    subprocess.run(
+    packaged = subprocess.run(
         [
             chalice_command(),
             "package",
@@ -233,8 +254,14 @@ def build(stage: str, out: Path, skip_deps: bool = False, functions: Path = FUNC
             str(package_dir),
         ],
         cwd=app_dir,
-        check=True,
+        env=packaging_environment(),
+        check=False,
     )
+    if packaged.returncode != 0:
+        raise BuildFailed(
+            f"`chalice package` failed with exit code {packaged.returncode}; its output above "
+            "says why"
+        )
     sam = package_dir / "sam.json"
     touched = [name for name, body in merge["Resources"].items() if "Type" not in body]
     check_merged(json.loads(sam.read_text()), touched)
@@ -259,10 +286,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = (args.out or ROOT / "infra" / "build" / args.stage).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    sam = build(args.stage, out, args.skip_deps, args.functions.resolve())
+    try:
+        sam = build(args.stage, out, args.skip_deps, args.functions.resolve())
+    except BuildFailed as exc:
+        print(f"infra/build.py: {exc}", file=sys.stderr)
+        return 1
     print(f"template: {sam}")
     print(f"next: aws cloudformation package --template-file {sam} --s3-bucket <artifacts bucket>")
-    print("        --output-template-file packaged.yaml, then aws cloudformation deploy (README)")
+    print("        --output-template-file packaged.yaml, then aws cloudformation deploy")
+    print("        (docs/deploy.md)")
     return 0
 
 

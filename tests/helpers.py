@@ -88,7 +88,7 @@ class ServiceProcess:
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "booklogr_tasks.devtools.cli", *args],
+            [sys.executable, "-m", "booklogr_tasks.cli", *args],
             env=env,
             cwd=cwd,
             stdout=self._log,

@@ -11,8 +11,8 @@ from typing import Any
 
 import jwt
 import pytest
+from booklogr_tasks import cli
 from booklogr_tasks.core.settings import get_settings
-from booklogr_tasks.devtools import cli
 from booklogr_tasks.http import auth
 
 from tests.api.support import SECRET, bearer, mint_token

@@ -8,6 +8,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from email.message import Message
 from typing import Any
 
 import jwt
@@ -30,7 +31,8 @@ def token_for(secret: str, user_id: int) -> str:
 
 def call(
     method: str, url: str, token: str | None = None, body: Any = None
-) -> tuple[int, dict[str, str], bytes]:
+) -> tuple[int, Message, bytes]:
+    """Status, headers (looked up in any case, as HTTP has them) and body."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     data = None
     if body is not None:
@@ -39,9 +41,9 @@ def call(
     request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, dict(response.headers), response.read()
+            return response.status, response.headers, response.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
+        return exc.code, exc.headers, exc.read()
 
 
 def healthy(base_url: str) -> bool:

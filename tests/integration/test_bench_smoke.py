@@ -55,7 +55,17 @@ def test_bench_smoke_writes_every_benchmark(tmp_path: Path, pg_server_url: str) 
             assert set(row) == ROW_KEYS
             assert row["value"] is None or isinstance(row["value"], int | float)
     assert "| benchmark | metric |" in (tmp_path / "latest.md").read_text()
-    assert len(list(tmp_path.glob("*-smoke.json"))) == 1
+    # One run adds one history line and no file of its own.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "history.jsonl",
+        "latest.json",
+        "latest.md",
+    ]
+    (line,) = (tmp_path / "history.jsonl").read_text().splitlines()
+    entry = json.loads(line)
+    assert entry["mode"] == "smoke"
+    assert entry["started_at"] == report["started_at"]
+    assert entry["metrics"]
 
 
 def test_bench_rejects_unknown_names() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +17,7 @@ from tests.helpers import insert_task
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "booklogr_tasks.devtools.cli", *args],
+        [sys.executable, "-m", "booklogr_tasks.cli", *args],
         env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
 
@@ -95,3 +97,19 @@ def test_token_is_signed_with_the_secret_file_and_looks_like_booklogrs(tmp_path:
     missing = _run(["token", "--secret-file", str(tmp_path / "nothing")], env)
     assert missing.returncode == 2 and "--secret-file" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_the_api_says_its_database_as_a_log_event_and_refuses_a_port_in_use(
+    env: dict[str, str],
+) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        out = _run(["api", "--port", str(port)], env)
+    assert out.returncode == 2
+    # A server's output is JSON lines: which database it uses is its first event.
+    first = json.loads(out.stdout.splitlines()[0])
+    assert first["message"].startswith("database: ") and "(from DATABASE_URL)" in first["message"]
+    (refusal,) = out.stderr.splitlines()
+    assert f"port {port} on 127.0.0.1 is already in use" in refusal and "--port" in refusal

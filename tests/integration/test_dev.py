@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -216,6 +217,68 @@ def test_dev_embedded_keeps_its_data_and_takes_over_an_orphaned_server(
             assert [p.pid for p in postmasters(data_dir)] == [orphans[0].pid]
             assert count_marker_rows(url) == 1
             assert stop_with(dev.proc, signal.SIGTERM) == 0
+        wait_until(lambda: not alive(spawned), what="dev's children to exit")
+        assert postmasters(data_dir) == []
+    finally:
+        kill_all(spawned)
+
+
+def test_commands_find_make_runs_database_and_a_second_run_is_refused(
+    embedded_home: Path, tmp_path: Path
+) -> None:
+    data_dir = (embedded_home / ".booklogr-tasks" / "pgdata").resolve()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    unset = {"DATABASE_URL", "TEST_DATABASE_URL", "AUTH_SECRET_KEY", "SINGLE_USER_MODE", "PORT"}
+    dev_env = {k: v for k, v in os.environ.items() if k not in unset}
+    dev_env.pop("EXPORT_FOLDER", None)
+    dev_env["SHUTDOWN_GRACE_SECONDS"] = "5"
+    spawned: list[psutil.Process] = []
+
+    def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "booklogr_tasks.cli", *args],
+            cwd=cwd, env=dev_env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    try:
+        with service(
+            ["dev", "--port", str(port)], dev_env, tmp_path / "dev.log", cwd=embedded_home
+        ) as dev:
+            wait_healthy(base, dev)
+            spawned += descendants(dev.pid)
+            wait_until(lambda: READY in dev.log(), what="the banner")
+
+            # Anywhere in the folder, without DATABASE_URL: make run's database, said first.
+            below = embedded_home / "somewhere" / "below"
+            below.mkdir(parents=True)
+            queue = run(["queue"], below)
+            assert queue.returncode == 0, queue.stderr
+            first = queue.stderr.splitlines()[0]
+            assert first.startswith(f"database: make run's embedded PostgreSQL in {data_dir}")
+            assert queue.stdout == "no tasks\n"
+
+            # The same folder, another port: refused, naming the running copy, before anything.
+            again = run(["dev", "--port", str(free_port())], embedded_home)
+            assert again.returncode != 0
+            assert again.stdout == ""
+            (refusal,) = again.stderr.splitlines()
+            assert f"already running from this folder (pid {dev.pid}, {base})" in refusal
+            assert "make run PORT=" in refusal
+
+            # Another folder, the same port: refused before a banner, naming the port's holder.
+            elsewhere = tmp_path / "elsewhere"
+            elsewhere.mkdir()
+            other = run(["dev", "--port", str(port)], elsewhere)
+            assert other.returncode != 0
+            assert other.stdout == ""
+            (refusal,) = other.stderr.splitlines()
+            assert f"booklogr-tasks is already running on {base}" in refusal
+            assert f"make run PORT={port + 1}" in refusal
+            assert not (elsewhere / ".booklogr-tasks" / "pgdata").exists()
+
+            assert dev.log().count("booklogr-tasks is running:") == 1
+            assert stop_with(dev.proc, signal.SIGINT) == 0
         wait_until(lambda: not alive(spawned), what="dev's children to exit")
         assert postmasters(data_dir) == []
     finally:

@@ -39,7 +39,8 @@ def load_build_module() -> Any:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One offline build, in a temporary folder, by a process that has no AWS identity."""
+    """One offline build, in a temporary folder, by a process that has no AWS identity and
+    no region."""
     out = tmp_path_factory.mktemp("infra")
     home = out / "home"
     home.mkdir()
@@ -50,7 +51,6 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     }
     env.update(
         HOME=str(home),
-        AWS_DEFAULT_REGION="eu-west-1",
         AWS_CONFIG_FILE=str(home / "no-config"),
         AWS_SHARED_CREDENTIALS_FILE=str(home / "no-credentials"),
         # Any attempt to reach a package index fails instead of hanging.
@@ -65,6 +65,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
         timeout=240,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "no AWS region configured: packaging with us-east-1" in result.stdout
+    assert "Traceback" not in result.stderr
     # The working tree is left as it was: everything is built in the output folder.
     assert (ROOT / "functions" / "vendor").exists() == vendor_before
     return out / "b" / "package"
@@ -143,6 +145,7 @@ def test_layer_holds_the_shared_package_and_the_function_zip_only_the_app(built:
     assert f"{site}/booklogr_tasks/http/openapi.json" in names
     # The command line, the dev runner and the embedded database stay out of Lambda.
     assert not any(name.startswith(f"{site}/booklogr_tasks/devtools") for name in names)
+    assert not any(name.startswith(f"{site}/booklogr_tasks/cli") for name in names)
     assert not any("__pycache__" in name for name in names)
 
     with zipfile.ZipFile(built / "deployment.zip") as app_zip:

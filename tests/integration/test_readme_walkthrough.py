@@ -69,7 +69,7 @@ def fresh_clone(root: Path) -> Path:
     clone = root / "clone"
     (clone / ".venv" / "bin").mkdir(parents=True)
     script = clone / ".venv" / "bin" / "booklogr-tasks"
-    script.write_text(f'#!/bin/sh\nexec {sys.executable} -m booklogr_tasks.devtools.cli "$@"\n')
+    script.write_text(f'#!/bin/sh\nexec {sys.executable} -m booklogr_tasks.cli "$@"\n')
     script.chmod(0o755)
     shutil.copytree(REPO / "examples", clone / "examples")
     return clone

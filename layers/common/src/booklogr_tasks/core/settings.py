@@ -1,4 +1,7 @@
-"""Typed settings from the environment, read once per process.
+"""Typed settings from the environment, read once per process: every variable the service
+reads is a field of `Settings` (its name in upper case), except `TASK_FUNCTION_<TYPE>` (one per
+task type, read by `function_name`) and what the service passes through to the libraries and
+runtimes that own them (`POWERTOOLS_*`, `AWS_*`): docs/settings.md lists them all.
 
 Names follow BookLogr where BookLogr has one (DATABASE_URL, AUTH_SECRET_KEY, SINGLE_USER_MODE,
 EXPORT_FOLDER); the rest are this service's own.
@@ -7,12 +10,15 @@ EXPORT_FOLDER); the rest are this service's own.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from booklogr_tasks.core.errors import SettingsError
 
@@ -33,11 +39,17 @@ class RetryDelay:
         return {"backoff_base": self.base, "backoff_cap": self.cap}
 
 
-class Settings(BaseModel):
-    model_config = ConfigDict(frozen=True)
+# Set while load_settings builds settings from a mapping: the process's environment is not read.
+_ONLY_GIVEN: ContextVar[bool] = ContextVar("settings_only_given", default=False)
+
+
+class Settings(BaseSettings):
+    # Read from the environment by field name in any case; variables that are no field are
+    # ignored (the environment holds far more than this service's settings).
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
 
     database_url: str = DEFAULT_DATABASE_URL
-    auth_secret_key: str | None = None
+    auth_secret_key: str | None = Field(None, repr=False)
     single_user_mode: bool = False
     export_folder: Path = Path("exports")
     export_bucket: str | None = None
@@ -115,8 +127,37 @@ class Settings(BaseModel):
     # size): imports past it wait their turn, so many large files at once cannot exhaust the
     # listener's memory. One import always runs, however large its file.
     import_memory_budget_bytes: int = Field(512 * 1024 * 1024, gt=0)
+    # --- where the code comes from ---
+    # Modules (comma-separated) imported at start-up to register more task types.
+    booklogr_tasks_job_modules: str = ""
+    # The Chalice project the API serves, where the repository's functions/ is not beside the
+    # installed package (the container image sets it).
+    booklogr_tasks_functions_dir: Path | None = None
+    # --- `booklogr-tasks dev` (and `make run`) ---
+    # The API's port when --port is not given.
+    port: int = Field(8000, ge=1, le=65535)
 
-    @field_validator("auth_secret_key", "export_bucket", "worker_nickname", mode="before")
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then the environment; no .env file (compose and systemd read those)."""
+        if _ONLY_GIVEN.get():
+            return (init_settings,)
+        return (init_settings, env_settings)
+
+    @field_validator(
+        "auth_secret_key",
+        "export_bucket",
+        "worker_nickname",
+        "booklogr_tasks_functions_dir",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -124,6 +165,10 @@ class Settings(BaseModel):
     @cached_property
     def cors_origin_list(self) -> tuple[str, ...]:
         return tuple(o.strip() for o in self.cors_origins.split(",") if o.strip())
+
+    @property
+    def job_modules(self) -> tuple[str, ...]:
+        return tuple(m.strip() for m in self.booklogr_tasks_job_modules.split(",") if m.strip())
 
     @property
     def max_upload_body_bytes(self) -> int:
@@ -144,17 +189,34 @@ class Settings(BaseModel):
         return override or f"{self.task_function_prefix}{task_type}"
 
 
-_FIELDS_FROM_ENV = {name.upper(): name for name in Settings.model_fields}
+def variable_names() -> list[str]:
+    """The environment variables the model reads, as the docs name them."""
+    return [name.upper() for name in Settings.model_fields]
 
 
-def load_settings(environ: dict[str, str] | None = None) -> Settings:
-    env = os.environ if environ is None else environ
-    values = {field: env[key] for key, field in _FIELDS_FROM_ENV.items() if key in env}
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """The settings from `environ`, or from the process's environment (and only from it)."""
     try:
-        return Settings.model_validate(values)
+        if environ is None:
+            return Settings()
+        fields = {name.upper(): name for name in Settings.model_fields}
+        values = {fields[k.upper()]: v for k, v in environ.items() if k.upper() in fields}
+        token = _ONLY_GIVEN.set(True)
+        try:
+            return Settings.model_validate(values)
+        finally:
+            _ONLY_GIVEN.reset(token)
     except ValidationError as exc:
         problems = "; ".join(f"{str(err['loc'][0]).upper()}: {err['msg']}" for err in exc.errors())
         raise SettingsError(f"invalid configuration: {problems}") from None
+
+
+def load_only(*fields: str) -> Settings:
+    """Settings with only these fields read from the environment (the rest at their defaults):
+    for code that runs at import, where an unrelated bad variable must not fail the import (the
+    command that uses it reports it)."""
+    keys = {field.upper() for field in fields}
+    return load_settings({k: v for k, v in os.environ.items() if k.upper() in keys})
 
 
 @lru_cache(maxsize=1)

@@ -12,17 +12,21 @@ the server dropped would keep a request waiting seconds. `_checkout` hands the c
 
 from __future__ import annotations
 
+import re
 import select
 import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
+
+from booklogr_tasks.core.errors import SettingsError
 
 # Every connection of this package returns rows as dicts.
 Conn = psycopg.Connection[dict[str, Any]]
@@ -49,8 +53,7 @@ IDLE_CHECK_SECONDS = 5.0
 def _give_back(pool: ConnectionPool[Conn], conn: Conn) -> None:
     """Return a connection to the pool, noting when (for _check_if_idle). Noted here rather
     than in the pool's `reset` hook: with a hook, the pool hands every returned connection to
-    its background thread, a thread switch per use (API: 0.58-0.78 ms of server CPU per
-    request with the hook, 0.43-0.47 without)."""
+    its background thread, a thread switch per use (its cost: bench/README.md)."""
     conn._booklogr_returned_at = time.monotonic()  # type: ignore[attr-defined]
     pool.putconn(conn)
 
@@ -181,3 +184,34 @@ def close_pools() -> None:
         _pools.clear()
     for pool in pools:
         pool.close()
+
+
+def redacted(url: str) -> str:
+    """The URL or conninfo string with its password hidden, for printing."""
+    if "://" not in url:
+        return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", url)
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def check_url(url: str) -> None:
+    """SettingsError, in one sentence, when `url` is not a PostgreSQL URL psycopg can read."""
+    try:
+        conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
+        raise SettingsError(
+            f"DATABASE_URL is not a PostgreSQL URL ({reason}); write it as "
+            "postgresql://USER:PASSWORD@HOST:5432/DATABASE"
+        ) from None
+
+
+def connection_problem(exc: psycopg.OperationalError) -> str:
+    """Why a connection failed, in a few words: libpq's reason without its framing."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    # libpq: 'connection to server at "host", port 5432 failed: FATAL:  <why>'
+    reason = lines[0].rsplit(" failed: ", 1)[-1] if lines else "no answer"
+    return reason.removeprefix("FATAL:").strip()

@@ -215,18 +215,18 @@ def curl_walkthrough(base_url: str, token: str | None, state: DemoState) -> str:
         else f"user {DEMO_USER_ID}'s library ({books}, already there before)"
     )
     lines = [
-        f"BASE={shlex.quote(base_url)}",
+        f"API={shlex.quote(base_url)}",
         *([f"TOKEN={shlex.quote(token)}"] if token else []),
         f"# 1. ask for a CSV export of {library}",
-        f'TASK=$(curl -fsS -X POST "$BASE/v1/tasks" {auth}'
+        f'TASK=$(curl -fsS -X POST "$API/v1/tasks" {auth}'
         f"-H 'Content-Type: application/json' -d {body} | {task_id})",
         "# 2. poll until it has finished",
-        f'until curl -fsS "$BASE/v1/tasks/$TASK" {auth}'
+        f'until curl -fsS "$API/v1/tasks/$TASK" {auth}'
         """| grep -Eq '"status": ?"(success|failure)"'; do sleep 1; done""",
-        f'curl -fsS "$BASE/v1/tasks/$TASK" {auth}; echo',
+        f'curl -fsS "$API/v1/tasks/$TASK" {auth}; echo',
         "# 3. download the file",
-        f'DOWNLOAD=$(curl -fsS "$BASE/v1/tasks/$TASK" {auth}| {download})',
-        f'curl -fsS -L "$BASE$DOWNLOAD" {auth}-o booklogr-export.csv',
+        f'DOWNLOAD=$(curl -fsS "$API/v1/tasks/$TASK" {auth}| {download})',
+        f'curl -fsS -L "$API$DOWNLOAD" {auth}-o booklogr-export.csv',
         "head -5 booklogr-export.csv",
         '# "html_export" instead of "csv_export" gives a reading report to open in a browser.',
     ]

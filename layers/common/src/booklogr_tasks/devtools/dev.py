@@ -8,6 +8,10 @@ stopped. The children run in their own sessions, so a terminal's Ctrl-C reaches 
 process and each child gets exactly one signal; on Linux they also get SIGTERM if `dev` itself
 is killed, and a PostgreSQL orphaned that way is reused by the next run.
 
+A second run from the same folder, or on a port in use, is refused in one sentence before
+anything starts (naming the running copy's pid and address); the banner is printed only once the
+health answer comes from this run's API.
+
 Everything it keeps is in ./.booklogr-tasks: the embedded server's data, the generated token
 secret and (unless EXPORT_FOLDER is set) the exports, one folder per database, so deleting
 that folder starts afresh.
@@ -18,7 +22,6 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
-import re
 import secrets
 import signal
 import subprocess
@@ -36,14 +39,12 @@ import psycopg
 
 from booklogr_tasks.core.settings import Settings, load_settings
 from booklogr_tasks.db.migrate import migrate
-from booklogr_tasks.db.pool import connect
+from booklogr_tasks.db.pool import check_url, connect, connection_problem, redacted
 from booklogr_tasks.devtools import demo as demo_library
+from booklogr_tasks.devtools.home import DEV_DATABASE, DEV_HOME, PGDATA, SECRET_FILE, RunLock
 from booklogr_tasks.devtools.tokens import mint_token, token_command
+from booklogr_tasks.http.serving import port_problem
 
-DEV_HOME = Path(".booklogr-tasks")
-DEV_DATABASE = "booklogr"
-DEFAULT_PORT = 8000
-SECRET_FILE = "auth-secret"
 EXPORTS = "exports"
 # Slack on top of the listener's own grace period before a child is killed.
 STOP_SLACK_SECONDS = 10.0
@@ -52,10 +53,33 @@ POLL_SECONDS = 0.25
 
 
 def run_dev(host: str, port: int | None, demo: bool = False) -> int:
-    port = port if port is not None else int(os.environ.get("PORT") or DEFAULT_PORT)
+    settings = load_settings()
+    check_url(settings.database_url)
+    port = port if port is not None else settings.port
+    base_url = f"http://{url_host(host)}:{port}"
+    # Refusals come before anything is started or printed: one copy per folder, a free port.
+    lock = RunLock(DEV_HOME)
+    other = lock.acquire(base_url)
+    if other is not None:
+        tell(
+            f"booklogr-tasks is already running from this folder (pid {other.pid}, "
+            f"{other.address}); use that one or stop it first, or run another copy from "
+            f"another folder on another port with `make run PORT={port + 1}`"
+        )
+        return 1
+    try:
+        problem = port_problem(host, port)
+        if problem is not None:
+            tell(port_taken(host, port, problem))
+            return 1
+        return _run(host, port, base_url, demo)
+    finally:
+        lock.release()
+
+
+def _run(host: str, port: int, base_url: str, demo: bool) -> int:
     stop = StopRequest()
     stop.install()
-    DEV_HOME.mkdir(exist_ok=True)
     env = dict(os.environ)
     with ExitStack() as stack:
         if env.get("DATABASE_URL"):
@@ -63,7 +87,7 @@ def run_dev(host: str, port: int | None, demo: bool = False) -> int:
         else:
             from booklogr_tasks.devtools.embedded import embedded_server
 
-            data_dir = DEV_HOME / "pgdata"
+            data_dir = DEV_HOME / PGDATA
             say(f"starting the embedded PostgreSQL in {data_dir} ...")
             server_url = stack.enter_context(embedded_server(data_dir))
             env["DATABASE_URL"] = ensure_database(server_url, DEV_DATABASE)
@@ -76,7 +100,11 @@ def run_dev(host: str, port: int | None, demo: bool = False) -> int:
                 env["EXPORT_FOLDER"] = str(dev_export_folder(DEV_HOME, settings.database_url))
                 settings = load_settings(env)
         except psycopg.OperationalError as exc:
-            say(f"booklogr-tasks dev: cannot use the database: {exc}")
+            tell(
+                f"cannot use the database {redacted(settings.database_url)}: "
+                f"{connection_problem(exc)}; set DATABASE_URL to one that answers, or unset "
+                "it to use the embedded one"
+            )
             return 2
         say("migrations: " + (", ".join(applied) if applied else "schema is up to date"))
         demo_state = None
@@ -97,9 +125,11 @@ def run_dev(host: str, port: int | None, demo: bool = False) -> int:
         children.start("api", ["api", "--host", host, "--port", str(port)], env)
         children.start("listener", ["listen"], env)
 
-        base_url = f"http://{url_host(host)}:{port}"
         if not wait_healthy(base_url, children, stop):
             return exit_code(children, stop)
+        if not serves_port(children.procs["api"].pid, port):
+            tell(f"another program answers on port {port}; pick another with `make run PORT=...`")
+            return 1
         say(banner(base_url, settings, secret_note, demo_state))
         while not stop.requested.wait(POLL_SECONDS):
             if children.exited():
@@ -113,6 +143,63 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
+def tell(sentence: str) -> None:
+    """A refusal or an error: one sentence on stderr."""
+    print(f"booklogr-tasks dev: {sentence}", file=sys.stderr, flush=True)
+
+
+# --- who holds the port --------------------------------------------------------------------
+
+
+def _listening_pids(port: int) -> set[int]:
+    """Processes listening on `port`, as far as this user may see (psutil, when installed)."""
+    try:
+        import psutil
+
+        return {
+            c.pid
+            for c in psutil.net_connections(kind="tcp")
+            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid
+        }
+    except (ImportError, OSError, RuntimeError):
+        return set()
+
+
+def port_taken(host: str, port: int, problem: str) -> str:
+    """The refusal for a port in use: another booklogr-tasks (its pid and folder) or a program."""
+    import psutil
+
+    advice = f"pick another port with `make run PORT={port + 1}`"
+    for pid in sorted(_listening_pids(port)):
+        try:
+            proc = psutil.Process(pid)
+            cmdline, folder = " ".join(proc.cmdline()), proc.cwd()
+        except psutil.Error:
+            continue
+        if "booklogr_tasks" in cmdline or "booklogr-tasks" in cmdline:
+            return (
+                f"booklogr-tasks is already running on http://{url_host(host)}:{port} "
+                f"(pid {pid}, from {folder}); {advice}"
+            )
+        return f"{problem} (pid {pid}: {cmdline[:80]}); {advice}"
+    return f"{problem}; {advice}"
+
+
+def serves_port(pid: int, port: int) -> bool:
+    """Whether the process `pid` (or one it started) listens on `port`; True when nothing can
+    tell (without psutil the free port checked before the start stands for it)."""
+    pids = _listening_pids(port)
+    if not pids:
+        return True
+    try:
+        import psutil
+
+        tree = {pid, *(p.pid for p in psutil.Process(pid).children(recursive=True))}
+    except (ImportError, OSError):
+        return True
+    return bool(tree & pids)
+
+
 # --- database ------------------------------------------------------------------------------
 
 
@@ -123,17 +210,6 @@ def ensure_database(server_url: str, name: str) -> str:
         if not exists:
             conn.execute(f'CREATE DATABASE "{name}"')
     return urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
-
-
-def redacted(url: str) -> str:
-    """The URL or conninfo string with its password hidden, for printing."""
-    if "://" not in url:
-        return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", url)
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def dev_export_folder(home: Path, database_url: str) -> Path:
@@ -222,7 +298,7 @@ class Children:
 
     def start(self, name: str, args: list[str], env: dict[str, str]) -> None:
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "booklogr_tasks.devtools.cli", *args],
+            [sys.executable, "-m", "booklogr_tasks.cli", "--quiet", *args],
             env=env,
             start_new_session=True,
             preexec_fn=_die_with_parent(os.getpid()),

@@ -43,12 +43,13 @@ def embedded_server(data_dir: Path) -> Iterator[str]:
     data_dir = data_dir.expanduser().resolve()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     with PostgresServer._lock:
-        _forget_dead_users(data_dir)
-        orphan = _running_postmaster(data_dir)
-    if orphan is not None:
+        users = _forget_dead_users(data_dir)
+        running = _running_postmaster(data_dir)
+    # A server some live process still uses is simply shared; one nobody uses is an orphan.
+    if running is not None and not users:
         logger.info(
             "reusing the embedded PostgreSQL left running by an earlier run",
-            extra={"pid": orphan, "data_dir": str(data_dir)},
+            extra={"pid": running, "data_dir": str(data_dir)},
         )
     server = get_server(data_dir, cleanup_mode="stop")
     try:
@@ -62,16 +63,18 @@ def embedded_server(data_dir: Path) -> Iterator[str]:
         server.cleanup()
 
 
-def _forget_dead_users(data_dir: Path) -> None:
-    """Drop the pids of processes that died without letting go of the server."""
+def _forget_dead_users(data_dir: Path) -> list[int]:
+    """Drop the pids of processes that died without letting go of the server; return the
+    live ones."""
     handles = data_dir / HANDLES_FILE
     try:
         pids = json.loads(handles.read_text() or "[]")
     except (FileNotFoundError, json.JSONDecodeError):
-        return
+        return []
     alive = [pid for pid in pids if psutil.pid_exists(pid)]
     if alive != pids:
         handles.write_text(json.dumps(alive))
+    return alive
 
 
 def _running_postmaster(data_dir: Path) -> int | None:

@@ -6,7 +6,6 @@ integer claim `id`, `type` "access", a `jti` and an expiry. The API accepts exac
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 import time
@@ -14,6 +13,8 @@ import uuid
 from pathlib import Path
 
 import jwt
+
+from booklogr_tasks.core.settings import load_settings
 
 # BookLogr's own access tokens live five days.
 DEFAULT_LIFETIME_SECONDS = 5 * 24 * 3600
@@ -38,8 +39,9 @@ class NoSecret(Exception):
 
 def read_secret(secret_file: Path | None, default_file: Path) -> str:
     """The signing secret: the file given, else AUTH_SECRET_KEY, else `make run`'s local file."""
-    if secret_file is None and os.environ.get("AUTH_SECRET_KEY"):
-        return os.environ["AUTH_SECRET_KEY"]
+    from_env = load_settings().auth_secret_key
+    if secret_file is None and from_env:
+        return from_env
     path = secret_file or default_file
     try:
         secret = path.read_text().strip()
@@ -56,9 +58,7 @@ def read_secret(secret_file: Path | None, default_file: Path) -> str:
 def token_command(secret_file: Path | None, user_id: int) -> str:
     """A shell command that prints a fresh token, with absolute paths so it works anywhere."""
     script = Path(sys.executable).with_name("booklogr-tasks")
-    program = (
-        [str(script)] if script.exists() else [sys.executable, "-m", "booklogr_tasks.devtools.cli"]
-    )
+    program = [str(script)] if script.exists() else [sys.executable, "-m", "booklogr_tasks.cli"]
     args = [*program, "token"]
     if user_id != 1:
         args += ["--user", str(user_id)]

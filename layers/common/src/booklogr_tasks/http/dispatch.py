@@ -15,6 +15,7 @@ from typing import Any
 from chalice.local import LocalChalice
 
 from booklogr_tasks.core.errors import SettingsError
+from booklogr_tasks.core.settings import load_settings
 
 STAGE = "local"
 # Set it when the package is installed somewhere the repository's functions/ is not beside it.
@@ -24,7 +25,7 @@ _MODULE_NAME = "booklogr_tasks_functions_app"
 
 def functions_dir() -> Path:
     """The Chalice project: $BOOKLOGR_TASKS_FUNCTIONS_DIR, the repository's, or ./functions."""
-    given = os.environ.get(FUNCTIONS_DIR_ENV)
+    given = load_settings().booklogr_tasks_functions_dir
     candidates = (
         [Path(given)]
         if given

@@ -26,6 +26,7 @@ from granian.constants import HTTPModes, Interfaces
 from granian.http import HTTP1Settings
 from granian.log import LogLevels
 
+from booklogr_tasks.core.errors import SettingsError
 from booklogr_tasks.core.observability import logger
 from booklogr_tasks.core.settings import Settings, get_settings
 from booklogr_tasks.core.threads import Threads
@@ -34,7 +35,7 @@ from booklogr_tasks.db.pool import connect, get_pool
 from booklogr_tasks.http.asgi import Api
 from booklogr_tasks.http.auth import ensure_configured
 from booklogr_tasks.http.dispatch import functions_dir, load_app
-from booklogr_tasks.http.serving import mark_server_thread
+from booklogr_tasks.http.serving import mark_server_thread, port_problem
 
 # granian's own lines (a worker that died, a refused head) go to stderr as plain text, apart
 # from the service's JSON lines on stdout.
@@ -97,6 +98,9 @@ def serve(host: str, port: int) -> int:
     the database's schema is older than this code."""
     settings = get_settings()
     ensure_configured(settings)
+    problem = port_problem(host, port)
+    if problem:
+        raise SettingsError(f"{problem}; choose another with --port (make run: PORT={port + 1})")
     check_schema_if_reachable(settings.database_url)
     logger.info(
         "serving the API",

@@ -23,8 +23,10 @@ The Chalice app runs in two places: on Lambda behind API Gateway, and in the thr
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -170,3 +172,24 @@ __all__ = [
     "under_server",
     "verified_user",
 ]
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why the API could not listen on host:port (a sentence), or None when it can. Binds as
+    granian does, so a port another program holds is named before the server starts."""
+    if port == 0:
+        return None
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"cannot listen on {host}: {exc.strerror}"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} on {host} is already in use by another program"
+            return f"cannot listen on {host}:{port}: {exc.strerror}"
+    return None

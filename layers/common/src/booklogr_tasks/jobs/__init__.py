@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import importlib
-import os
 from typing import Any
 
 from booklogr_tasks.core.errors import JobError
+from booklogr_tasks.core.settings import load_only
 from booklogr_tasks.jobs.base import JobContext, JobSpec, Outcome
 
 REGISTRY: dict[str, JobSpec[Any]] = {}
@@ -44,9 +44,8 @@ def _load_builtin_jobs() -> None:
 def _load_extra_jobs() -> None:
     """Job modules named in BOOKLOGR_TASKS_JOB_MODULES (comma-separated) register more types:
     how an operator adds a job, and how tests and benchmarks add their no-op jobs."""
-    for name in os.environ.get("BOOKLOGR_TASKS_JOB_MODULES", "").split(","):
-        if name.strip():
-            importlib.import_module(name.strip())
+    for name in load_only("booklogr_tasks_job_modules").job_modules:
+        importlib.import_module(name)
 
 
 _load_builtin_jobs()
