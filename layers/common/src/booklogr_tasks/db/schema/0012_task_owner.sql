@@ -7,12 +7,13 @@ ALTER TABLE tasks ADD COLUMN IF NOT EXISTS owner_id bigint NULL;
 
 -- The owner a task's data names, or NULL. Never raises: whatever text another program stores,
 -- its insert goes through. The cheap checks first, so that only text that could be a JSON object
--- naming an owner pays for a parse (in a block of its own, as a failed cast ends the statement).
+-- naming an owner pays for a parse (in a block of its own, as a failed cast ends the statement;
+-- a subtransaction, so the function is not parallel safe).
 -- `json`, not `jsonb`: the number is judged as written (`1e0` and `1.0` are not integers to the
 -- service's own parser either), and `\u0000`, valid JSON that PostgreSQL cannot hold as text,
 -- is read as another character (only the owner's number matters here, and it has none).
 CREATE OR REPLACE FUNCTION booklogr_tasks_owner_of(payload text) RETURNS bigint
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
     doc json;
     owner text;
