@@ -95,7 +95,7 @@ def run(mode: Mode) -> Result:
         ):
             warm = _enqueue(conn, import_data(folder, OWNER, HEADER + "Warm,A,,read,\n"))
             _wait(conn, [warm], proc)
-            conn.execute("TRUNCATE books, notes, reading_sessions")
+            conn.execute("TRUNCATE books, notes, reading_sessions, field_values")
 
             for label, text in (
                 (f"one row of {row_mb:g} MB", one_row(row_mb)),

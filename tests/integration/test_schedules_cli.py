@@ -9,7 +9,7 @@ from typing import Any
 
 def _run(args: list[str], env: dict[str, str]) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "booklogr_tasks.devtools.cli", *args],
+        [sys.executable, "-m", "booklogr_tasks.cli", *args],
         env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

@@ -216,12 +216,11 @@ def import_upload(settings: Settings, owner_id: int, upload: StoredUpload) -> Im
             raise InvalidField("The file you chose is empty; choose the file to import.")
         task_type = _import_type(upload.fields.get("type"))
         allow_duplicates = _flag(upload.fields.get("allow_duplicates"), "allow_duplicates")
-        accepted = create_task(
-            settings,
-            owner_id,
-            task_type,
-            {"file": upload.key, "allow_duplicates": allow_duplicates},
-        )
+        # BookLogr's web app sends its checkbox whatever the type; a restore never doubles a book.
+        data = {"file": upload.key, "allow_duplicates": allow_duplicates}
+        if task_type == UPLOAD_IMPORT_TYPES["backup"]:
+            data["allow_duplicates"] = False
+        accepted = create_task(settings, owner_id, task_type, data)
     except BaseException:
         if upload.key is not None:
             _delete_quietly(store.delete, upload.key)

@@ -7,7 +7,7 @@ setting (core/settings.py):
 - API_MAX_CONNECTIONS requests at once per process (the rest wait), an accept queue of
   API_BACKLOG;
 - API_REQUEST_TIMEOUT_SECONDS for a request head to arrive, which also ends an idle keep-alive
-  connection;
+  connection, and for a worker to finish its requests once told to stop;
 - a read buffer of a few times API_MAX_HEADER_BYTES: a head over the setting but within the
   buffer reaches the app, which answers it with JSON 414/431; a larger one is refused by granian
   itself (431) before it can take more memory.
@@ -71,6 +71,9 @@ def server_options(settings: Settings) -> dict[str, object]:
             header_read_timeout=int(settings.api_request_timeout_seconds * 1000),
             max_buffer_size=max(64 * 1024, 4 * settings.api_max_header_bytes),
         ),
+        # A worker still busy this long after SIGTERM is killed: stopping never hangs on a
+        # request that does not end.
+        "workers_kill_timeout": max(1, int(settings.api_request_timeout_seconds)),
         "log_level": LogLevels.warning,
         "log_dictconfig": _GRANIAN_LOGGING,
         "log_access": False,

@@ -14,6 +14,7 @@ from booklogr_tasks.db.pool import Conn
 from booklogr_tasks.jobs.backup_document import FORMAT, VERSION, without_secrets
 from booklogr_tasks.jobs.base import JobContext
 from booklogr_tasks.jobs.exports.base import register_export
+from booklogr_tasks.jobs.exports.json import write_books
 from booklogr_tasks.storage import PendingExport
 
 HEAD = f"""
@@ -36,7 +37,6 @@ SELECT (to_jsonb(b) || jsonb_build_object(
                                        FROM field_values v JOIN fields f ON f.id = v.field_id
                                       WHERE v.book_id = b.id), '{}'::jsonb)))::text AS book
   FROM books b WHERE b.owner_id = %(owner)s ORDER BY b.id"""
-BATCH_ROWS = 1000
 
 
 def write_backup(conn: Conn, ctx: JobContext, owner_id: int, sink: PendingExport) -> int:
@@ -53,16 +53,7 @@ def write_backup(conn: Conn, ctx: JobContext, owner_id: int, sink: PendingExport
             ' "books": ['
         ).encode()
     )
-    rows = 0
-    with conn.cursor(name="backup_export") as cur:
-        cur.itersize = BATCH_ROWS
-        cur.execute(BOOKS, {"owner": owner_id})
-        for row in cur:
-            sink.write((",\n" if rows else "\n").encode() + row["book"].encode())
-            rows += 1
-            if rows % BATCH_ROWS == 0:
-                ctx.check_lost()
-                ctx.report_progress(rows)
+    rows = write_books(conn, ctx, owner_id, sink, BOOKS)
     sink.write(b"\n]}\n")
     return rows
 

@@ -6,6 +6,8 @@ batches, so memory stays flat however large the library.
 
 from __future__ import annotations
 
+from typing import LiteralString
+
 from booklogr_tasks.db.pool import Conn
 from booklogr_tasks.jobs.base import JobContext
 from booklogr_tasks.jobs.books import NOTES_JSON
@@ -24,18 +26,27 @@ BATCH_ROWS = 1000
 
 
 def write_json(conn: Conn, ctx: JobContext, owner_id: int, sink: PendingExport) -> int:
-    rows = 0
     sink.write(b"[")
-    with conn.cursor(name="json_export") as cur:
+    rows = write_books(conn, ctx, owner_id, sink, BOOKS_JSON)
+    sink.write(b"\n]\n")
+    return rows
+
+
+def write_books(
+    conn: Conn, ctx: JobContext, owner_id: int, sink: PendingExport, query: LiteralString
+) -> int:
+    """The elements of a JSON array, one per row of `query` (its column `book`, JSON text),
+    read through a server-side cursor in batches; the caller writes the brackets."""
+    rows = 0
+    with conn.cursor(name="books_json") as cur:
         cur.itersize = BATCH_ROWS
-        cur.execute(BOOKS_JSON, {"owner": owner_id})
+        cur.execute(query, {"owner": owner_id})
         for row in cur:
             sink.write((",\n" if rows else "\n").encode() + row["book"].encode())
             rows += 1
             if rows % BATCH_ROWS == 0:
                 ctx.check_lost()
                 ctx.report_progress(rows)
-    sink.write(b"\n]\n")
     return rows
 
 
