@@ -295,6 +295,11 @@ def test_booklogrs_web_app_calls_work_through_the_shipped_proxy(
         "GET /v1/filesystem",
     ]
     assert not [s for s in seen if re.match(r"\w+ /v1/(tasks|files)(/|$|\?)", s)]
+    # This service's own routes reach it too (BookLogr has none of these).
+    for path in ("/v1/exports", "/v1/schedules"):
+        status, _, body = call("GET", f"{proxy}{path}", token)
+        assert status == 200 and "items" in json.loads(body), path
+    assert len(seen) == before + 4
 
 
 @pytest.mark.parametrize("tasks_env", ["true"], indirect=True)
@@ -349,7 +354,16 @@ def test_slow_and_anonymous_bodies_stop_at_the_proxy(proxy: str, tmp_path: Path)
     assert sum(1 for r in results if r.startswith(b"HTTP/1.1 429")) >= 10, results
     assert all(r.startswith((b"HTTP/1.1 429", b"HTTP/1.1 408")) or r == b"closed" for r in results)
 
-    # An anonymous 1 MB body: buffered by nginx, then refused by the service (401, JSON).
+    # An anonymous 5 MB body: buffered by nginx, then refused by the service (401, JSON).
+    status, _, body = call(
+        "POST",
+        f"{proxy}/v1/tasks",
+        None,
+        b"{" + b" " * 5_000_000,
+        {"Content-Type": "application/json"},
+    )
+    assert status == 401 and json.loads(body)["error"] == "unauthorized"
+    # A task body over MAX_BODY_BYTES never leaves nginx: its own JSON 413.
     status, _, body = call(
         "POST",
         f"{proxy}/v1/tasks",
@@ -357,7 +371,7 @@ def test_slow_and_anonymous_bodies_stop_at_the_proxy(proxy: str, tmp_path: Path)
         b"{" + b" " * 30_000_000,
         {"Content-Type": "application/json"},
     )
-    assert status == 401 and json.loads(body)["error"] == "unauthorized"
+    assert status == 413 and json.loads(body)["error"] == "payload_too_large"
     # An upload with an expired token: the answer the web app refreshes its token on.
     headers, body = form(b"title,isbn\r\n" + b"x" * 2_000_000, {"type": "csv"})
     status, _, answer = call(
