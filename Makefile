@@ -1,7 +1,8 @@
 # The two commands: `make run` and `make test`. Each creates .venv and installs what it needs:
 # `run` the service (and the embedded PostgreSQL), `test` adds the test tools, `bench` the
 # benchmark extra. A stamp per extra set, so `make run` never pulls the test tools in.
-# `make test-fast` is the edit loop: unit and API tests, none that starts a process.
+# `make test-fast` is the edit loop: unit and API tests, none that starts a process, in two
+# pytest-xdist workers (most of its time is PostgreSQL creating a database per test).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -51,7 +52,7 @@ test: lint typecheck
 	$(BIN)/pytest
 
 test-fast: install-test
-	$(BIN)/pytest tests/unit tests/api -m "not slow" -q
+	$(BIN)/pytest tests/unit tests/api -m "not slow" -q -n 2
 
 bench: install-bench
 	$(BIN)/python -m bench
