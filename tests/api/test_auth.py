@@ -15,7 +15,7 @@ from booklogr_tasks import cli
 from booklogr_tasks.core.settings import get_settings
 from booklogr_tasks.http import auth
 
-from tests.api.support import SECRET, bearer, mint_token
+from tests.api.support import SECRET, bearer, booklogr_token, mint_token
 from tests.helpers import task_row
 
 # Every route that needs a caller, with a body where it takes one.
@@ -114,25 +114,6 @@ def test_only_an_expired_token_says_token_has_expired(client: Any) -> None:
         response = _call(client, "GET", "/v1/tasks", {"Authorization": BAD_TOKENS[kind]})
         said = json.loads(response.body).get("msg")
         assert said == ("Token has expired" if kind == "expired" else None), kind
-
-
-def booklogr_token(user_id: int, jti: str, **claims: Any) -> dict[str, str]:
-    """An access token with every claim flask-jwt-extended puts in BookLogr's tokens."""
-    now = int(time.time())
-    payload = {
-        "fresh": False,
-        "iat": now,
-        "jti": jti,
-        "type": "access",
-        "sub": "reader@example.org",
-        "nbf": now,
-        "csrf": "c0ffee",
-        "exp": now + 5 * 86400,
-        "id": user_id,
-        "role": "user",
-        **claims,
-    }
-    return {"Authorization": f"Bearer {jwt.encode(payload, SECRET, 'HS256')}"}
 
 
 def test_booklogr_access_tokens_work_until_booklogr_revokes_them(

@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 from booklogr_tasks.core.settings import get_settings
 from booklogr_tasks.core.threads import Threads
+from booklogr_tasks.http import auth
 from booklogr_tasks.http.asgi import Api
 from booklogr_tasks.http.dispatch import functions_dir, load_app
 from booklogr_tasks.http.serving import mark_server_thread
 
-from tests.api.support import bearer
+from tests.api.support import bearer, booklogr_token
 from tests.helpers import insert_task
 from tests.unit.test_asgi import call
 
@@ -49,6 +50,27 @@ def test_token_then_cap_then_size_before_the_body(api: Api, conn: Any, path: str
     assert refused(api, path, large, {**kind, **bearer(7)}) == (429, "too_many_tasks")
     expected = "upload_quota_exceeded" if path == "/v1/files" else "payload_too_large"
     assert refused(api, path, large, {**kind, **bearer(8)}) == (413, expected)
+
+
+@pytest.mark.parametrize("path", ["/v1/tasks", "/v1/files"])
+def test_a_token_revoked_by_booklogr_is_refused_before_the_body(
+    api: Api, conn: Any, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """BookLogr's tokens carry a `jti`: its logout's revocation is looked up with the cap (one
+    trip to the database's thread), and still answered first."""
+    monkeypatch.setattr(auth, "REVOKED_TABLE_RECHECK_SECONDS", 0.0)
+    conn.execute("CREATE TABLE revoked_tokens (id serial PRIMARY KEY, jti varchar(120))")
+    kind = MULTIPART if path == "/v1/files" else {"Content-Type": "application/json"}
+    large = b"x" * 6000
+    for _ in range(3):
+        insert_task(conn, "csv_export", {"owner_id": 7}, 7)
+    signed_out = booklogr_token(7, "a-signed-out-session")
+    conn.execute("INSERT INTO revoked_tokens (jti) VALUES ('a-signed-out-session')")
+    assert refused(api, path, large, {**kind, **signed_out}) == (401, "unauthorized")
+    signed_in = booklogr_token(7, "a-current-session")
+    assert refused(api, path, large, {**kind, **signed_in}) == (429, "too_many_tasks")
+    expected = "upload_quota_exceeded" if path == "/v1/files" else "payload_too_large"
+    assert refused(api, path, large, {**kind, **booklogr_token(8, "x")}) == (413, expected)
 
 
 def test_stored_uploads_count_toward_the_quota(api: Api, settings: Any) -> None:
