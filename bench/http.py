@@ -13,8 +13,10 @@ status read):
 - a bare endpoint doing the same INSERT / SELECT with raw psycopg under the same server with the
   same number of worker processes (bench/http_baseline.py), which logs nothing: what the app's
   own work costs (target at least 0.6x);
-- for information, the API with two worker processes, and at log level WARNING (no line for
-  any request).
+- for information, the API with two worker processes, at log level WARNING (no line for any
+  request), and with tokens as BookLogr issues them: each carries a `jti`, which the API looks
+  up in BookLogr's revoked_tokens (present in this database, as beside BookLogr) on every
+  request; the other cases' tokens have none, so they make no such look-up.
 
 Memory (each case on a fresh API process, API_WORKERS=1; peak RSS, VmHWM, after a warm-up vs
 after the case): three concurrent downloads of one large export (target growth < 50 MB), and
@@ -38,6 +40,7 @@ import socket
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +68,7 @@ SETTLED_RSS_TARGET_MB = 50
 TRICKLE_P95_TARGET_MS = 1000
 TRICKLE_CLOSED_TARGET_S = 35
 MB = 1_000_000
+REVOKED_TOKENS = 10_000  # BookLogr's logouts so far, in the informational case
 DEFAULT_LOG_LEVEL = "INFO"  # POWERTOOLS_LOG_LEVEL's default: what users run
 
 
@@ -160,6 +164,34 @@ def wait_healthy(proc: harness.Proc, port: int, path: str = "/healthz") -> None:
 def tokens() -> list[str]:
     exp = int(time.time()) + 3600
     return [jwt.encode({"id": u, "exp": exp}, SECRET, "HS256") for u in range(1, USERS + 1)]
+
+
+def booklogr_tokens() -> list[str]:
+    """Tokens as BookLogr's login issues them (flask-jwt-extended's claims): each has a `jti`,
+    which the API looks up in BookLogr's revoked_tokens on every request."""
+    now = int(time.time())
+    claims = {"fresh": False, "iat": now, "nbf": now, "exp": now + 3600, "type": "access"}
+    return [
+        jwt.encode(
+            {**claims, "id": u, "jti": str(uuid.uuid4()), "sub": f"reader{u}@example.org"},
+            SECRET,
+            "HS256",
+        )
+        for u in range(1, USERS + 1)
+    ]
+
+
+def beside_booklogr(url: str, revoked: int = REVOKED_TOKENS) -> None:
+    """BookLogr's revoked_tokens as its logouts leave it, with the index this service's
+    migration 0007 adds to it."""
+    with connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE revoked_tokens (id serial PRIMARY KEY, jti varchar(120))")
+        conn.execute(
+            "INSERT INTO revoked_tokens (jti) SELECT gen_random_uuid()::text "
+            "FROM generate_series(1, %s)",
+            (revoked,),
+        )
+        conn.execute("CREATE INDEX booklogr_tasks_revoked_tokens_jti_idx ON revoked_tokens (jti)")
 
 
 @dataclass
@@ -266,12 +298,13 @@ def summary(loads: list[Load]) -> dict[str, float]:
 
 
 CASES = (
-    # label, command, API_WORKERS (None: the default), log level
-    ("api", "api", None, DEFAULT_LOG_LEVEL),
-    ("chalice_local", "chalice_local", None, DEFAULT_LOG_LEVEL),
-    ("baseline", "baseline", None, DEFAULT_LOG_LEVEL),
-    ("api_2_workers", "api", 2, DEFAULT_LOG_LEVEL),
-    ("api_warning", "api", None, "WARNING"),
+    # label, command, API_WORKERS (None: the default), log level, BookLogr's tokens
+    ("api", "api", None, DEFAULT_LOG_LEVEL, False),
+    ("chalice_local", "chalice_local", None, DEFAULT_LOG_LEVEL, False),
+    ("baseline", "baseline", None, DEFAULT_LOG_LEVEL, False),
+    ("api_2_workers", "api", 2, DEFAULT_LOG_LEVEL, False),
+    ("api_warning", "api", None, "WARNING", False),
+    ("api_booklogr_tokens", "api", None, DEFAULT_LOG_LEVEL, True),
 )
 
 
@@ -287,10 +320,11 @@ def throughput(url: str, tmp: Path, size: Size) -> dict[str, dict[str, float]]:
         "chalice_local": chalice_local_command,
         "baseline": baseline_command,
     }
-    auth = tokens()
+    plain, booklogr = tokens(), booklogr_tokens()
+    beside_booklogr(url)
     with contextlib.ExitStack() as stack:
-        servers: dict[str, tuple[harness.Proc, int]] = {}
-        for label, command, workers, log_level in CASES:
+        servers: dict[str, tuple[harness.Proc, int, list[str]]] = {}
+        for label, command, workers, log_level, jti in CASES:
             env = server_env(url, tmp, log_level)
             env.pop("API_WORKERS", None)
             if workers is not None:
@@ -299,13 +333,13 @@ def throughput(url: str, tmp: Path, size: Size) -> dict[str, dict[str, float]]:
             (proc,) = stack.enter_context(
                 harness.processes([commands[command](port)], env, tmp, label)
             )
-            servers[label] = (proc, port)
-        for proc, port in servers.values():
+            servers[label] = (proc, port, booklogr if jti else plain)
+        for proc, port, auth in servers.values():
             wait_healthy(proc, port, "/v1/tasks/1")
             run_load(port, size.warmup, auth)
         loads: dict[str, list[Load]] = {label: [] for label in servers}
         for _ in range(size.rounds):
-            for label, (proc, port) in servers.items():
+            for label, (proc, port, auth) in servers.items():
                 loads[label].append(measure(proc, port, size.seconds / size.rounds, auth))
     return {label: summary(runs) for label, runs in loads.items()}
 
@@ -609,6 +643,16 @@ def run(mode: Mode) -> Result:
     bare = f"{harness.ratio(quiet['rps'], base['rps']) or 0:.2f}x the bare endpoint, "
     result.add(
         _against_local("requests/s at log level WARNING vs chalice local", quiet, local, bare)
+    )
+    booklogr = runs["api_booklogr_tokens"]
+    result.add(
+        _against_local(
+            f"requests/s with BookLogr's tokens (each `jti` looked up among {REVOKED_TOKENS} "
+            "revoked) vs chalice local",
+            booklogr,
+            local,
+            f"{harness.ratio(booklogr['rps'], base['rps']) or 0:.2f}x the bare endpoint, ",
+        )
     )
     result.add(
         Row(
