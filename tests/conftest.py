@@ -24,16 +24,8 @@ import psycopg
 import pytest
 from booklogr_tasks.core.settings import Settings, get_settings
 from booklogr_tasks.db.migrate import migrate
-from booklogr_tasks.db.pool import close_pools
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from tests.helpers import describe_server, server_url
-
-
-def _with_db(url: str, dbname: str) -> str:
-    params = conninfo_to_dict(url)
-    params["dbname"] = dbname
-    return make_conninfo(**params)
+from tests.helpers import describe_server, server_url, throwaway_database, with_db
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -52,7 +44,7 @@ def template_db(pg_server_url: str) -> Iterator[str]:
     with psycopg.connect(pg_server_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        migrate(_with_db(pg_server_url, name))
+        migrate(with_db(pg_server_url, name))
         yield name
     finally:
         with psycopg.connect(pg_server_url, autocommit=True) as conn:
@@ -62,31 +54,15 @@ def template_db(pg_server_url: str) -> Iterator[str]:
 @pytest.fixture
 def empty_db_url(pg_server_url: str) -> Iterator[str]:
     """A new database with nothing in it (for migration tests)."""
-    name = f"bt_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = _with_db(pg_server_url, name)
-    try:
+    with throwaway_database(pg_server_url) as url:
         yield url
-    finally:
-        close_pools()
-        with psycopg.connect(pg_server_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
 def db_url(pg_server_url: str, template_db: str) -> Iterator[str]:
     """A new, migrated database for this test alone."""
-    name = f"bt_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}" STRATEGY FILE_COPY')
-    url = _with_db(pg_server_url, name)
-    try:
+    with throwaway_database(pg_server_url, template_db) as url:
         yield url
-    finally:
-        close_pools()
-        with psycopg.connect(pg_server_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any, TypeVar
 
 import psycopg
 import psycopg.rows
+from booklogr_tasks.db.pool import close_pools
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 T = TypeVar("T")
 
@@ -62,6 +65,27 @@ def server_url() -> Iterator[str]:
 
         with embedded_server(EMBEDDED_TEST_DATA) as embedded_url:
             yield embedded_url
+
+
+def with_db(url: str, dbname: str) -> str:
+    """`url` naming another database on the same server."""
+    return make_conninfo(**{**conninfo_to_dict(url), "dbname": dbname})
+
+
+@contextmanager
+def throwaway_database(server: str, template: str | None = None) -> Iterator[str]:
+    """The URL of a new database on `server` (a copy of `template` when given), dropped
+    afterwards with whatever still connects to it, also when the block fails."""
+    name = f"bt_{uuid.uuid4().hex[:12]}"
+    copy = f' TEMPLATE "{template}" STRATEGY FILE_COPY' if template else ""
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"{copy}')
+    try:
+        yield with_db(server, name)
+    finally:
+        close_pools()
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def wait_until(

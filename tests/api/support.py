@@ -1,15 +1,23 @@
-"""Helpers for the API tests: the Chalice app, tokens like BookLogr's, a free port."""
+"""Helpers for the API tests: the Chalice app, tokens like BookLogr's, a free port, the API
+as a real process."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jwt
+import requests
+
+from tests.helpers import ServiceProcess, service, wait_until
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 # The secret the `env` fixture configures (tests/conftest.py).
@@ -69,3 +77,41 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@dataclass
+class RunningApi:
+    base: str  # http://127.0.0.1:<port>
+    port: int
+    url: str  # its database
+    folder: Path  # its exports (folder/exports) and its log (folder/api.log)
+    proc: ServiceProcess
+
+
+@contextmanager
+def api_process(url: str, folder: Path, settings: dict[str, str]) -> Iterator[RunningApi]:
+    """`booklogr-tasks api` on a free port of 127.0.0.1, serving the database at `url` with
+    tokens signed with SECRET, exports under folder/exports, no AWS, and `settings` over that;
+    once it answers /healthz. Stopped afterwards, also when the block fails."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "EXPORT_FOLDER": str(folder / "exports"),
+        "AUTH_SECRET_KEY": SECRET,
+        "SINGLE_USER_MODE": "false",
+        **settings,
+    }
+    for key in ("EXPORT_BUCKET", "CORS_ORIGINS", "AWS_LAMBDA_FUNCTION_NAME"):
+        env.pop(key, None)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with service(["api", "--port", str(port)], env, folder / "api.log") as proc:
+        wait_until(lambda: _healthy(base), what=f"the API to answer\n{proc.log()}")
+        yield RunningApi(base, port, url, folder, proc)
+
+
+def _healthy(base: str) -> bool:
+    try:
+        return requests.get(f"{base}/healthz", timeout=2).status_code == 200
+    except requests.ConnectionError:
+        return False

@@ -6,37 +6,25 @@ generous margins), never timings. bench/http.py measures the same attacks with t
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import psutil
-import psycopg
 import pytest
 import requests
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from tests.api.support import SECRET, free_port, mint_token
-from tests.helpers import ServiceProcess, service, wait_until
+from tests.api.support import RunningApi, api_process, mint_token
+from tests.helpers import throwaway_database
 
 pytestmark = pytest.mark.slow
 
 MB = 1_000_000
 
 
-@dataclass
-class Server:
-    base: str
-    port: int
-    folder: Path
-    proc: ServiceProcess
-
+class Server(RunningApi):
     def rss(self) -> float:
         """MB resident in the server's processes (granian's supervisor and its worker)."""
         root = psutil.Process(self.proc.pid)
@@ -47,38 +35,19 @@ class Server:
 def server(
     pg_server_url: str, template_db: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    name = f"bt_hostile_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}" STRATEGY FILE_COPY')
     folder = tmp_path_factory.mktemp("hostile")
-    env = {
-        **os.environ,
-        "DATABASE_URL": make_conninfo(**{**conninfo_to_dict(pg_server_url), "dbname": name}),
-        "EXPORT_FOLDER": str(folder / "exports"),
-        "AUTH_SECRET_KEY": SECRET,
-        "SINGLE_USER_MODE": "false",
+    settings = {
         "UPLOAD_WAIT_SECONDS": "0",  # no listener runs: the uploads' answer is 202 at once
         "POWERTOOLS_LOG_LEVEL": "WARNING",
     }
-    for key in ("EXPORT_BUCKET", "CORS_ORIGINS", "AWS_LAMBDA_FUNCTION_NAME"):
-        env.pop(key, None)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     try:
-        with service(["api", "--port", str(port)], env, folder / "api.log") as proc:
-            wait_until(lambda: _healthy(base), what=f"the API to answer\n{proc.log()}")
-            yield Server(base, port, folder, proc)
+        with (
+            throwaway_database(pg_server_url, template_db) as url,
+            api_process(url, folder, settings) as running,
+        ):
+            yield Server(running.base, running.port, url, folder, running.proc)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-        with psycopg.connect(pg_server_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _healthy(base: str) -> bool:
-    try:
-        return requests.get(f"{base}/healthz", timeout=2).status_code == 200
-    except requests.ConnectionError:
-        return False
 
 
 def in_parallel(count: int, work: Callable[[int], object]) -> list[object]:

@@ -4,25 +4,21 @@ no 5xx, and every response conforms to the document (status, headers, content ty
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import psycopg
 import pytest
 import requests
 import schemathesis
 from booklogr_tasks.core.settings import Settings
 from booklogr_tasks.db import tasks
-from booklogr_tasks.db.pool import close_pools, connect
+from booklogr_tasks.db.pool import connect
 from booklogr_tasks.http import routes as api
 from booklogr_tasks.jobs import known_types
 from booklogr_tasks.worker.runner import Runner
 from hypothesis import HealthCheck, settings
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.transport import Response
 from schemathesis.specs.openapi.checks import (
@@ -34,8 +30,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.api.support import SECRET, free_port, mint_token
-from tests.helpers import insert_task, seed_books, service, wait_until
+from tests.api.support import api_process, mint_token
+from tests.helpers import insert_task, seed_books, throwaway_database
 
 pytestmark = pytest.mark.slow
 
@@ -73,36 +69,19 @@ def _seed(url: str, export_folder: Path) -> None:
 def api_url(
     pg_server_url: str, template_db: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    name = f"bt_st_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}" STRATEGY FILE_COPY')
     folder = tmp_path_factory.mktemp("schemathesis")
-    url = make_conninfo(**{**conninfo_to_dict(pg_server_url), "dbname": name})
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "EXPORT_FOLDER": str(folder / "exports"),
-        "AUTH_SECRET_KEY": SECRET,
-        "SINGLE_USER_MODE": "false",
+    settings = {
         # Uploads answer 202 at once: no listener runs here, nothing would finish the import.
         "UPLOAD_WAIT_SECONDS": "0",
         # A line for every request, successful ones included (they are DEBUG lines): the run
         # is checked to have reached the routes with a valid token.
         "POWERTOOLS_LOG_LEVEL": "DEBUG",
     }
-    env.pop("EXPORT_BUCKET", None)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    try:
+    with throwaway_database(pg_server_url, template_db) as url:
         _seed(url, folder / "exports")
-        with service(["api", "--port", str(port)], env, folder / "api.log") as proc:
-            wait_until(lambda: _answers(base), what=f"the API to answer\n{proc.log()}")
-            yield base
-            _assert_authenticated_requests_succeeded(proc.log())
-    finally:
-        close_pools()
-        with psycopg.connect(pg_server_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        with api_process(url, folder, settings) as running:
+            yield running.base
+            _assert_authenticated_requests_succeeded(running.proc.log())
 
 
 def _assert_authenticated_requests_succeeded(log: str) -> None:
@@ -119,13 +98,6 @@ def _assert_authenticated_requests_succeeded(log: str) -> None:
         ("GET /v1/files", 200),
     ]:
         assert expected in seen, f"no {expected} in the run: {sorted(seen)}"
-
-
-def _answers(base: str) -> bool:
-    try:
-        return requests.get(f"{base}/healthz", timeout=2).status_code == 200
-    except requests.ConnectionError:
-        return False
 
 
 @schema.parametrize()

@@ -8,40 +8,28 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 import pytest
 import requests
 from booklogr_tasks.core.settings import Settings
-from booklogr_tasks.db.pool import close_pools, connect
+from booklogr_tasks.db.pool import connect
 from booklogr_tasks.http.serving import SEND_FILE_HEADER
 from booklogr_tasks.worker.runner import Runner
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from tests.api.support import SECRET, free_port, mint_token
-from tests.helpers import ServiceProcess, insert_task, seed_books, service, wait_until
+from tests.api.support import RunningApi, api_process, mint_token
+from tests.helpers import insert_task, seed_books, throwaway_database, wait_until
 
 pytestmark = pytest.mark.slow
 
 BODY_LIMIT = 65536
 BROWSER = "http://localhost:5150"
-
-
-@dataclass
-class Api:
-    base: str
-    port: int
-    url: str  # the database
-    folder: Path
-    proc: ServiceProcess
 
 
 def auth(user: int) -> dict[str, str]:
@@ -51,46 +39,22 @@ def auth(user: int) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def api(
     pg_server_url: str, template_db: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Api]:
-    name = f"bt_srv_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}" STRATEGY FILE_COPY')
-    folder = tmp_path_factory.mktemp("server")
-    url = make_conninfo(**{**conninfo_to_dict(pg_server_url), "dbname": name})
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "EXPORT_FOLDER": str(folder / "exports"),
-        "AUTH_SECRET_KEY": SECRET,
-        "SINGLE_USER_MODE": "false",
+) -> Iterator[RunningApi]:
+    settings = {
         "MAX_BODY_BYTES": str(BODY_LIMIT),
         "MAX_PENDING_TASKS_PER_USER": "100000",
         "API_REQUEST_TIMEOUT_SECONDS": "2",
         "API_THREADS": "4",
         "POWERTOOLS_LOG_LEVEL": "INFO",
     }
-    for key in ("EXPORT_BUCKET", "CORS_ORIGINS", "AWS_LAMBDA_FUNCTION_NAME"):
-        env.pop(key, None)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    try:
-        with service(["api", "--port", str(port)], env, folder / "api.log") as proc:
-            wait_until(lambda: _answers(base), what=f"the API to answer\n{proc.log()}")
-            yield Api(base, port, url, folder, proc)
-    finally:
-        close_pools()
-        with psycopg.connect(pg_server_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with (
+        throwaway_database(pg_server_url, template_db) as url,
+        api_process(url, tmp_path_factory.mktemp("server"), settings) as running,
+    ):
+        yield running
 
 
-def _answers(base: str) -> bool:
-    try:
-        return requests.get(f"{base}/healthz", timeout=2).status_code == 200
-    except requests.ConnectionError:
-        return False
-
-
-def raw(api: Api, data: bytes) -> tuple[int, dict[str, str], bytes]:
+def raw(api: RunningApi, data: bytes) -> tuple[int, dict[str, str], bytes]:
     """Send `data` as is, read the whole answer (the server closes after it)."""
     with socket.create_connection(("127.0.0.1", api.port), timeout=30) as sock:
         sock.sendall(data)
@@ -127,7 +91,7 @@ def json_error(status: int, body: bytes, expected: int) -> dict[str, str]:
 # --- concurrency: one request's user is never another's ---------------------------------------
 
 
-def test_concurrent_requests_of_two_users_never_see_each_other(api: Api) -> None:
+def test_concurrent_requests_of_two_users_never_see_each_other(api: RunningApi) -> None:
     """Two users, eight threads each, create-then-read in a loop through 4 handler threads. With
     one shared `current_request`, a view would now and then read the other user's token."""
     mistakes: list[str] = []
@@ -164,7 +128,7 @@ def test_concurrent_requests_of_two_users_never_see_each_other(api: Api) -> None
 # --- bodies ------------------------------------------------------------------------------------
 
 
-def test_a_declared_length_over_the_limit_is_413_without_sending_the_body(api: Api) -> None:
+def test_a_declared_length_over_the_limit_is_413_without_sending_the_body(api: RunningApi) -> None:
     head = (
         "POST /v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         f"Authorization: Bearer {mint_token(5)}\r\nContent-Length: 12000000000000\r\n\r\n"
@@ -174,7 +138,7 @@ def test_a_declared_length_over_the_limit_is_413_without_sending_the_body(api: A
     assert headers["connection"] == "close"
 
 
-def test_an_unauthenticated_body_is_refused_before_it_is_sent(api: Api) -> None:
+def test_an_unauthenticated_body_is_refused_before_it_is_sent(api: RunningApi) -> None:
     head = (
         "POST /v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         f"Content-Length: {250 * 1024 * 1024}\r\n\r\n"
@@ -192,7 +156,7 @@ def _chunked(payload: bytes, size: int = 1000) -> bytes:
     return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
 
 
-def test_chunked_bodies_work_and_are_cut_off_at_the_limit(api: Api) -> None:
+def test_chunked_bodies_work_and_are_cut_off_at_the_limit(api: RunningApi) -> None:
     head = (
         "POST /v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         f"Authorization: Bearer {mint_token(5)}\r\nTransfer-Encoding: chunked\r\n"
@@ -207,7 +171,7 @@ def test_chunked_bodies_work_and_are_cut_off_at_the_limit(api: Api) -> None:
     assert json_error(status, body, 413)["error"] == "payload_too_large"
 
 
-def test_a_body_that_stops_arriving_times_out(api: Api) -> None:
+def test_a_body_that_stops_arriving_times_out(api: RunningApi) -> None:
     head = (
         "POST /v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         f"Authorization: Bearer {mint_token(5)}\r\nContent-Length: 100\r\n\r\n"
@@ -217,7 +181,7 @@ def test_a_body_that_stops_arriving_times_out(api: Api) -> None:
     assert json_error(status, body, 408)["error"] == "request_timeout"
 
 
-def test_a_head_that_never_ends_is_cut_off(api: Api) -> None:
+def test_a_head_that_never_ends_is_cut_off(api: RunningApi) -> None:
     with socket.create_connection(("127.0.0.1", api.port), timeout=60) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
         assert sock.recv(1024) == b""  # closed by the server, no answer
@@ -226,7 +190,7 @@ def test_a_head_that_never_ends_is_cut_off(api: Api) -> None:
 # --- every answer JSON, nothing echoed -----------------------------------------------------------
 
 
-def test_unknown_route_is_404_json_and_echoes_no_header(api: Api) -> None:
+def test_unknown_route_is_404_json_and_echoes_no_header(api: RunningApi) -> None:
     token = mint_token(5)
     response = requests.get(
         f"{api.base}/nope/x", headers={"Authorization": f"Bearer {token}", "Origin": BROWSER}
@@ -236,7 +200,7 @@ def test_unknown_route_is_404_json_and_echoes_no_header(api: Api) -> None:
     assert response.headers["Access-Control-Allow-Origin"] == "*"
 
 
-def test_wrong_method_is_405_json_with_allow(api: Api) -> None:
+def test_wrong_method_is_405_json_with_allow(api: RunningApi) -> None:
     response = requests.delete(f"{api.base}/v1/tasks", headers={"Origin": BROWSER})
     assert json_error(response.status_code, response.content, 405)["error"] == (
         "method_not_allowed"
@@ -253,7 +217,7 @@ def test_wrong_method_is_405_json_with_allow(api: Api) -> None:
     ],
     ids=["big-header", "long-url"],
 )
-def test_oversized_requests_get_json(api: Api, request_bytes: bytes, status: int) -> None:
+def test_oversized_requests_get_json(api: RunningApi, request_bytes: bytes, status: int) -> None:
     got, headers, body = raw(api, request_bytes)
     json_error(got, body, status)
     assert headers["content-type"] == "application/json"
@@ -265,7 +229,7 @@ def test_oversized_requests_get_json(api: Api, request_bytes: bytes, status: int
     ids=["garbage", "bad-header"],
 )
 def test_what_is_not_http_is_refused_by_the_server_and_closed(
-    api: Api, request_bytes: bytes
+    api: RunningApi, request_bytes: bytes
 ) -> None:
     """granian's own answer (no request reached the app, so there is nothing to answer in
     JSON): 400, echoing nothing, and the connection closed."""
@@ -290,7 +254,7 @@ def _head_in_pieces(port: int, pieces: int) -> bytes:
     return answer
 
 
-def test_a_head_larger_than_the_servers_buffer_is_refused_while_it_arrives(api: Api) -> None:
+def test_a_head_larger_than_the_servers_buffer_is_refused_while_it_arrives(api: RunningApi) -> None:
     """The server holds at most its buffer of a head that never ends (64 KB with the default
     API_MAX_HEADER_BYTES of 16 KB): past it, 431 and the connection closed; a head that ends
     within it gets the app's JSON 431 (test_oversized_requests_get_json)."""
@@ -302,7 +266,7 @@ def test_a_head_larger_than_the_servers_buffer_is_refused_while_it_arrives(api: 
 
 
 @pytest.mark.parametrize("path", ["/v1/tasks", "/v1/tasks/12", "/v1/exports/csv/1", "/healthz"])
-def test_preflights_are_answered_for_every_route(api: Api, path: str) -> None:
+def test_preflights_are_answered_for_every_route(api: RunningApi, path: str) -> None:
     response = requests.options(
         f"{api.base}{path}",
         headers={
@@ -316,7 +280,7 @@ def test_preflights_are_answered_for_every_route(api: Api, path: str) -> None:
     assert "Authorization" in response.headers["Access-Control-Allow-Headers"]
 
 
-def test_the_servers_own_refusals_carry_cors(api: Api) -> None:
+def test_the_servers_own_refusals_carry_cors(api: RunningApi) -> None:
     head = (
         "POST /v1/tasks HTTP/1.1\r\nHost: x\r\nOrigin: http://localhost:5150\r\n"
         "Content-Type: application/json\r\nContent-Length: 5000000\r\n\r\n"
@@ -330,7 +294,7 @@ def test_the_servers_own_refusals_carry_cors(api: Api) -> None:
 # --- downloads -----------------------------------------------------------------------------------
 
 
-def test_a_download_is_streamed_and_never_shows_the_servers_path(api: Api) -> None:
+def test_a_download_is_streamed_and_never_shows_the_servers_path(api: RunningApi) -> None:
     with connect(api.url, autocommit=True) as conn:
         seed_books(conn, owner_id=5, count=200)
         task_id = insert_task(conn, "csv_export", {"owner_id": 5}, 5)
@@ -354,7 +318,9 @@ def test_a_download_is_streamed_and_never_shows_the_servers_path(api: Api) -> No
 # --- the database going away ---------------------------------------------------------------------
 
 
-def test_after_the_database_dropped_every_connection_the_next_request_succeeds(api: Api) -> None:
+def test_after_the_database_dropped_every_connection_the_next_request_succeeds(
+    api: RunningApi,
+) -> None:
     for _ in range(3):
         assert requests.get(f"{api.base}/v1/tasks", headers=auth(5)).status_code == 200
     with psycopg.connect(api.url, autocommit=True) as admin:
@@ -370,7 +336,7 @@ def test_after_the_database_dropped_every_connection_the_next_request_succeeds(a
 # --- logs ----------------------------------------------------------------------------------------
 
 
-def test_one_log_line_per_failed_request_and_no_metric_blobs(api: Api) -> None:
+def test_one_log_line_per_failed_request_and_no_metric_blobs(api: RunningApi) -> None:
     """At INFO (the fixture's level, the default) a failed request has its line; a successful
     one has none (tests/unit/test_request_lines.py: it has one at DEBUG)."""
     marker = f"/v1/tasks/{uuid.uuid4().int % 10**12}"
@@ -393,7 +359,7 @@ def test_one_log_line_per_failed_request_and_no_metric_blobs(api: Api) -> None:
     assert {"route", "status", "duration_ms"} <= set(entries[-1])
 
 
-def test_the_log_never_shows_a_token(api: Api) -> None:
+def test_the_log_never_shows_a_token(api: RunningApi) -> None:
     token = mint_token(5)
     marker = f"/v1/tasks/{uuid.uuid4().int % 10**12}"
     before = api.proc.log().count('"message":"request"')
@@ -410,20 +376,10 @@ def test_the_log_never_shows_a_token(api: Api) -> None:
     assert token.split(".")[2] not in log and forged.split(".")[2] not in log
 
 
-def test_several_worker_processes_serve_and_stop_cleanly(api: Api, tmp_path: Path) -> None:
+def test_several_worker_processes_serve_and_stop_cleanly(api: RunningApi, tmp_path: Path) -> None:
     """API_WORKERS=2: two processes behind one socket, each with its own app and pool."""
-    env = {
-        **os.environ,
-        "DATABASE_URL": api.url,
-        "EXPORT_FOLDER": str(api.folder / "exports"),
-        "AUTH_SECRET_KEY": SECRET,
-        "SINGLE_USER_MODE": "false",
-        "API_WORKERS": "2",
-    }
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with service(["api", "--port", str(port)], env, tmp_path / "api2.log") as proc:
-        wait_until(lambda: _answers(base), what=f"the API to answer\n{proc.log()}")
+    with api_process(api.url, tmp_path, {"API_WORKERS": "2"}) as two:
+        base, proc = two.base, two.proc
         for user in (11, 12, 11, 12):
             created = requests.post(
                 f"{base}/v1/tasks",
@@ -436,27 +392,18 @@ def test_several_worker_processes_serve_and_stop_cleanly(api: Api, tmp_path: Pat
         assert proc.terminate() == 0, proc.log()
 
 
-def test_past_its_requests_in_progress_an_address_gets_json_429(api: Api, tmp_path: Path) -> None:
+def test_past_its_requests_in_progress_an_address_gets_json_429(
+    api: RunningApi, tmp_path: Path
+) -> None:
     """API_MAX_REQUESTS_PER_CLIENT=2: requests whose bodies are still arriving fill the two
     places, and the next request of the same address is refused, unread and closed; another
     address is not."""
-    env = {
-        **os.environ,
-        "DATABASE_URL": api.url,
-        "EXPORT_FOLDER": str(api.folder / "exports"),
-        "AUTH_SECRET_KEY": SECRET,
-        "SINGLE_USER_MODE": "false",
-        "API_MAX_REQUESTS_PER_CLIENT": "2",
-    }
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     head = (
         "POST /v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         f"Authorization: Bearer {mint_token(5)}\r\nContent-Length: 1000\r\n\r\n{{"
     ).encode()
-    with service(["api", "--port", str(port)], env, tmp_path / "api-limit.log") as proc:
-        wait_until(lambda: _answers(base), what=f"the API to answer\n{proc.log()}")
-        limited = Api(base, port, api.url, api.folder, proc)
+    with api_process(api.url, tmp_path, {"API_MAX_REQUESTS_PER_CLIENT": "2"}) as limited:
+        port, proc = limited.port, limited.proc
         with contextlib.ExitStack() as stack:
             # Until they hold both places (a request of the address may still be finishing).
             for _ in range(5):
@@ -475,5 +422,5 @@ def test_past_its_requests_in_progress_an_address_gets_json_429(api: Api, tmp_pa
         assert proc.terminate() == 0, proc.log()
 
 
-def _refused(api: Api) -> bool:
+def _refused(api: RunningApi) -> bool:
     return raw(api, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 429
