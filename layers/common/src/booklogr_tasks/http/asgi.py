@@ -221,7 +221,7 @@ class Api:
         if method not in BODY_METHODS:
             raise BadRequest(f"{method} requests to this route take no body")
         declared = int(headers.get("content-length") or 0)
-        user = None
+        user, upload = None, is_streamed_upload(view)
         if is_public(view):
             _ensure_within(declared, limit)
         else:
@@ -229,7 +229,7 @@ class Api:
             # checks that ask the database in one trip to a handler thread, none when no check
             # applies.
             user, jti = verify_token(headers.get("authorization"), self.settings)
-            creating, upload = is_creating(view), is_streamed_upload(view)
+            creating = is_creating(view)
             if jti is not None or creating or upload:
                 await self._in_thread(
                     self._before_body, user, jti, creating, upload, declared, limit
@@ -237,7 +237,7 @@ class Api:
             else:
                 _ensure_within(declared, limit)
         exchange.reading = True
-        if user is not None and is_streamed_upload(view):
+        if user is not None and upload:
             return user, b"", await self._upload(headers, receive, user, limit)
         body = bytearray()
         async for chunk in self._chunks(receive, limit):
